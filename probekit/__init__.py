@@ -1,0 +1,54 @@
+"""probekit: design, score and monitor probe sets for the dynamical 2RDM.
+
+Importing probekit is cheap on purpose (``probekit --help`` must stay fast):
+heavy libraries (torch, datasets, faiss, transformers) are imported inside the
+functions that need them, and the public names below load lazily.
+"""
+from __future__ import annotations
+
+import os as _os
+
+from probekit._version import __version__
+
+# Why this block exists (DESIGN.md §2): ``selectors/`` and ``eval/`` live beside
+# ``probekit/`` in the repository, not inside it, and carry no ``__init__.py`` so
+# that they never become the top-level names ``selectors`` (a standard-library
+# module) or ``eval`` (a builtin).  A wheel maps them into the package
+# (pyproject ``package-dir``).  A source checkout, an editable install, or Python
+# started from the repository root (where this local ``probekit/`` shadows an
+# installed one) has no ``probekit/selectors`` directory, so we add the
+# repository root to this package's search path: ``probekit.selectors`` then
+# resolves to ``<root>/selectors`` as a namespace portion.  The checks on
+# pyproject.toml and both directories keep this from firing anywhere else.
+_here = _os.path.dirname(_os.path.abspath(__file__))
+if not _os.path.isdir(_os.path.join(_here, "selectors")):
+    _root = _os.path.dirname(_here)
+    if all(
+        _os.path.exists(_os.path.join(_root, name))
+        for name in ("pyproject.toml", "selectors", "eval")
+    ):
+        __path__.append(_root)  # noqa: F821 - __path__ is defined for packages
+
+_LAZY = {
+    "DynamicalRDM": "probekit.rdm",
+    "RDMStats": "probekit.rdm",
+    "RDMSeries": "probekit.rdm_offline",
+    "rdm_series": "probekit.rdm_offline",
+    "window_stats": "probekit.rdm_offline",
+    "gaussian_rdm": "probekit.gaussian_rdm",
+    "Pool": "probekit.pool",
+    "ProbeSet": "probekit.probeset",
+    "Provenance": "probekit.probeset",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    # PEP 562 lazy attributes: `probekit.Pool` imports datasets only when used.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'probekit' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,90 @@
+"""The ``probekit`` command line: argparse subcommands, one module each.
+
+Conventions every subcommand follows (DESIGN.md §5):
+- errors are one line naming the parameter, what is allowed and what was given;
+- exit 2 for usage errors, 1 for runtime errors, traceback only with ``--debug``;
+- heavy imports happen inside ``run()``, so ``probekit --help`` stays fast;
+- outputs are written atomically, so a failure leaves no partial file.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from probekit._version import __version__
+
+# name -> module; each module defines ``add_parser(subparsers)`` and ``run(args)``.
+SUBCOMMANDS = {
+    "analyze": "probekit.cli.analyze",
+}
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints a usage block before its error; probekit prints one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="probekit",
+        description="Design, score and monitor probe sets for the dynamical 2RDM.",
+        epilog="Run 'probekit COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"probekit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name, module in SUBCOMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from probekit.errors import ProbekitError, ProbekitUsageError
+
+    prog = f"probekit {args.command}"
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except ProbekitUsageError as exc:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ProbekitError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if args.debug:
+            raise
+        print(
+            f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(rerun with --debug for a traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_RUNTIME
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
