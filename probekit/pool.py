@@ -1,0 +1,358 @@
+"""Candidate pools: the examples a selector may pick probes from.
+
+A :class:`Pool` wraps a ``datasets.Dataset`` (Arrow, memory-mapped when it was
+loaded from a file) and adds three things selectors and probe sets rely on:
+
+* a **stable id per row**.  Either the values of a column the user names
+  (``id_field``, converted to ``str``, must be unique), or, when no id field is
+  given, ids derived from the row content and stored in the column
+  ``"probe_id"`` (:data:`ID_COLUMN`): ``"pk-"`` + the first 16 hex digits of the
+  sha256 of the row's canonical JSON; the k-th repeat (k >= 1) of an identical
+  row gets ``"-k"`` appended.  Same content -> same ids on every reload.  A
+  dataset that already has a ``probe_id`` column (for example a pool exported
+  with ``probekit export --format datasets``) uses it as the id field.
+* a **content fingerprint** (sha256 hex) of every column (the id column
+  included), value and the row order; see :func:`table_fingerprint`.
+* small conveniences: ``index_of(ids)``, ``rows(indices)``, ``column(name)``.
+
+``datasets`` and ``pyarrow`` are imported inside the functions that need them
+so that ``import probekit`` stays cheap.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import decimal
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from probekit.errors import ProbekitUsageError
+from probekit.params import AnyOf, validate
+
+#: Name of the column holding derived ids (and of the id column pools prefer).
+ID_COLUMN = "probe_id"
+
+# Extension -> loader.  Directories are read with ``datasets.load_from_disk``.
+_LOADERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
+_ALLOWED = ", ".join(_LOADERS) + " or a datasets save_to_disk directory"
+
+# Rows per batch when hashing: bounded memory, and batch boundaries are fixed
+# row ranges (never Arrow chunk boundaries) so the fingerprint ignores chunking.
+_BATCH = 65_536
+
+
+def _json_default(value: Any) -> Any:
+    """Map the non-JSON values Arrow and numpy hand back to stable JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, (_dt.timedelta, decimal.Decimal)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _encoder(allow_nan: bool) -> json.JSONEncoder:
+    return json.JSONEncoder(
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        default=_json_default, allow_nan=allow_nan,
+    )
+
+
+# Built once: json.dumps(**kwargs) would build a new encoder per call (2x slower
+# when deriving ids for every row of a large pool).
+_ENCODERS = {True: _encoder(True), False: _encoder(False)}
+
+
+def canonical_json(value: Any, *, allow_nan: bool = True) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, UTF-8 text kept as is."""
+    return _ENCODERS[bool(allow_nan)].encode(value)
+
+
+def _type_tag(pa_type: Any) -> str:
+    """A coarse type name: int64 and large_string read from different formats agree."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(pa_type) or pa.types.is_floating(pa_type) or pa.types.is_boolean(pa_type):
+        return "num:" + np.dtype(pa_type.to_pandas_dtype()).str.replace(">", "<")
+    if pa.types.is_string(pa_type) or pa.types.is_large_string(pa_type) or pa.types.is_string_view(pa_type):
+        return "str"
+    if pa.types.is_binary(pa_type) or pa.types.is_large_binary(pa_type) or pa.types.is_binary_view(pa_type):
+        return "bin"
+    return "json:" + str(pa_type).replace("large_", "")
+
+
+def table_fingerprint(table: Any) -> str:
+    """sha256 hex of a ``pyarrow.Table``'s column names, coarse types, values and row order.
+
+    Numeric and boolean columns hash their little-endian numpy bytes plus the
+    packed null mask; every other column hashes the canonical JSON of its values.
+    File paths and modification times play no part, so the same data read from
+    a jsonl, a csv or a parquet file with the same column types agree.
+    """
+    h = hashlib.sha256()
+
+    def feed(data: bytes) -> None:
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+
+    feed(canonical_json({"rows": table.num_rows, "columns": table.column_names}).encode())
+    for name in table.column_names:
+        column = table.column(name)
+        tag = _type_tag(column.type)
+        feed(canonical_json([name, tag]).encode())
+        for start in range(0, table.num_rows, _BATCH):
+            part = column.slice(start, _BATCH)
+            if tag.startswith("num:"):
+                dtype = np.dtype(tag[4:])
+                if part.null_count:
+                    feed(np.packbits(part.is_null().to_numpy()).tobytes())
+                    part = part.fill_null(False if dtype == np.bool_ else 0)
+                values = np.ascontiguousarray(part.to_numpy(), dtype=dtype)
+                feed(values.tobytes())
+            else:
+                feed(canonical_json(part.to_pylist()).encode())
+    return h.hexdigest()
+
+
+def _derive_ids(table: Any) -> list[str]:
+    """Content ids: ``pk-`` + 16 hex of sha256(canonical JSON of the row), repeats suffixed."""
+    ids: list[str] = []
+    seen: Counter = Counter()
+    for start in range(0, table.num_rows, _BATCH):
+        for row in table.slice(start, _BATCH).to_pylist():
+            base = "pk-" + hashlib.sha256(canonical_json(row).encode()).hexdigest()[:16]
+            k = seen[base]
+            seen[base] += 1
+            ids.append(base if k == 0 else f"{base}-{k}")
+    return ids
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _read_file(p: Path, kind: str) -> Any:
+    import datasets
+
+    if kind == "json" and _first_char(p) == "[":
+        # A JSON array of records.  datasets reads these through pandas, whose
+        # default float parser is not exact (1/7 comes back one ulp off), so the
+        # fingerprint would not match the same data in jsonl/csv; parse them here.
+        with open(p, encoding="utf-8") as fh:
+            records = json.load(fh)
+        if not all(isinstance(r, dict) for r in records):
+            raise ProbekitUsageError(f"pool file {str(p)!r} must be a JSON array of objects or JSON lines.")
+        if not records:
+            raise ProbekitUsageError(f"pool file {str(p)!r} is empty: a pool needs at least one row.")
+        return datasets.Dataset.from_list(records)
+    loader = {
+        "json": datasets.Dataset.from_json,
+        "csv": datasets.Dataset.from_csv,
+        "parquet": datasets.Dataset.from_parquet,
+        "arrow": datasets.Dataset.from_file,
+    }[kind]
+    return loader(str(p))
+
+
+def _first_char(p: Path) -> str:
+    with open(p, "rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head[:1].decode("latin-1")
+
+
+class Pool:
+    """Candidate examples with stable ids and a content fingerprint.
+
+    Build one with :meth:`from_file`, :meth:`from_dict` or :meth:`from_dataset`.
+    Attributes: ``dataset`` (the ``datasets.Dataset``, including the id column),
+    ``id_field`` (the name of the id column; ``"probe_id"`` when ids are derived),
+    ``name`` (the source path, or ``"<memory>"``).  Pools pickle.
+    """
+
+    def __init__(self, dataset: Any, id_field: str | None = None, *, name: str = "<memory>") -> None:
+        import datasets
+
+        validate("Pool", {"id_field": id_field}, {"id_field": AnyOf(None, str)})
+        where = f"pool {name!r}"
+        if isinstance(dataset, datasets.DatasetDict):
+            raise ProbekitUsageError(
+                f"{where} is a DatasetDict with splits {sorted(dataset)}; pass one split (e.g. ds['train'])."
+            )
+        if not isinstance(dataset, datasets.Dataset):
+            raise ProbekitUsageError(f"{where} must be a datasets.Dataset. Got {type(dataset).__name__} instead.")
+        if dataset.num_rows == 0 or not dataset.column_names:
+            raise ProbekitUsageError(f"{where} is empty: a pool needs at least one row and one column.")
+        if dataset._indices is not None:  # a select()/shuffle() view: materialise the row order
+            dataset = dataset.flatten_indices()
+        dataset = dataset.with_format(None)
+
+        if id_field is None and ID_COLUMN in dataset.column_names:
+            id_field = ID_COLUMN
+        if id_field is None:
+            ids = _derive_ids(dataset.data.table)
+            dataset = dataset.add_column(ID_COLUMN, ids)
+            id_field = ID_COLUMN
+        else:
+            if id_field not in dataset.column_names:
+                raise ProbekitUsageError(
+                    f"id_field {id_field!r} is not a column of {where}; columns: {', '.join(dataset.column_names)}."
+                )
+            raw = dataset.data.table.column(id_field).to_pylist()
+            missing = sum(v is None for v in raw)
+            if missing:
+                raise ProbekitUsageError(
+                    f"id column {id_field!r} of {where} has {missing} missing values; ids must all be set."
+                )
+            ids = [str(v) for v in raw]
+            counts = Counter(ids)
+            if len(counts) != len(ids):
+                dups = [f"{k!r} ({c}x)" for k, c in counts.items() if c > 1]
+                raise ProbekitUsageError(
+                    f"id column {id_field!r} of {where} has duplicate values: {', '.join(dups[:5])}"
+                    f"{' ...' if len(dups) > 5 else ''}; ids must be unique."
+                )
+        self.dataset = dataset
+        self.id_field = id_field
+        self.name = name
+        self._ids = np.array(ids, dtype=object)
+        self._ids.flags.writeable = False
+        self._fingerprint: str | None = None
+        self._positions: dict[str, int] | None = None
+
+    # -- constructors -------------------------------------------------------
+    @classmethod
+    def from_dataset(cls, dataset: Any, id_field: str | None = None) -> "Pool":
+        """Wrap an in-memory or memory-mapped ``datasets.Dataset``."""
+        return cls(dataset, id_field)
+
+    @classmethod
+    def from_dict(cls, data: dict, id_field: str | None = None) -> "Pool":
+        """Build a pool from ``{column: list_of_values}``."""
+        import datasets
+
+        if not isinstance(data, dict):
+            raise ProbekitUsageError(f"Pool.from_dict needs a dict of columns. Got {type(data).__name__} instead.")
+        lengths = {k: len(v) for k, v in data.items()}
+        if len(set(lengths.values())) > 1:
+            raise ProbekitUsageError(f"Pool.from_dict columns must have equal lengths. Got {lengths} instead.")
+        return cls(datasets.Dataset.from_dict(data), id_field)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, id_field: str | None = None) -> "Pool":
+        """Load a .jsonl/.json, .csv, .parquet or .arrow file, or a save_to_disk directory."""
+        import datasets
+
+        p = Path(path)
+        if not p.exists():
+            raise ProbekitUsageError(f"pool file {str(p)!r} does not exist; expected {_ALLOWED}.")
+        if p.is_dir():
+            try:
+                dataset = datasets.load_from_disk(str(p))
+            except Exception as exc:  # noqa: BLE001 - foreign library boundary
+                raise ProbekitUsageError(
+                    f"pool directory {str(p)!r} is not a datasets save_to_disk directory: {_short(exc)}"
+                ) from exc
+        else:
+            kind = _LOADERS.get(p.suffix.lower())
+            if kind is None:
+                raise ProbekitUsageError(
+                    f"pool file {str(p)!r} has unknown extension {p.suffix!r}; allowed: {_ALLOWED}."
+                )
+            if p.stat().st_size == 0:
+                raise ProbekitUsageError(f"pool file {str(p)!r} is empty: a pool needs at least one row.")
+            try:
+                dataset = _read_file(p, kind)
+            except ProbekitUsageError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - foreign library boundary
+                root = exc
+                while root.__cause__ is not None or root.__context__ is not None:
+                    root = root.__cause__ or root.__context__
+                if isinstance(root, StopIteration) or "corresponds to no data" in str(root):
+                    raise ProbekitUsageError(f"pool file {str(p)!r} is empty: a pool needs at least one row.") from exc
+                reason = _short(root)
+                raise ProbekitUsageError(f"pool file {str(p)!r} could not be read as {kind}: {reason}") from exc
+        return cls(dataset, id_field, name=str(p))
+
+    # -- views --------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.dataset.num_rows
+
+    def __repr__(self) -> str:
+        return f"Pool(name={self.name!r}, rows={len(self)}, id_field={self.id_field!r}, columns={self.columns})"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_positions"] = None  # rebuilt on demand
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._ids.flags.writeable = False
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The row ids, a read-only numpy array of ``str`` (dtype object)."""
+        return self._ids
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names, id column included."""
+        return list(self.dataset.column_names)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 hex of the pool's content (see :func:`table_fingerprint`); cached."""
+        if self._fingerprint is None:
+            self._fingerprint = table_fingerprint(self.dataset.data.table)
+        return self._fingerprint
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as a numpy array: numeric dtype (nulls become NaN), or object for
+        strings (nulls stay None) and nested values."""
+        if name not in self.dataset.column_names:
+            raise ProbekitUsageError(
+                f"column {name!r} is not in pool {self.name!r}; columns: {', '.join(self.columns)}."
+            )
+        return self.dataset.data.table.column(name).to_numpy()
+
+    def index_of(self, ids: str | Iterable[str]) -> np.ndarray:
+        """Row positions (int64) of the given ids, in the given order."""
+        if self._positions is None:
+            self._positions = {v: i for i, v in enumerate(self._ids.tolist())}
+        wanted = [ids] if isinstance(ids, str) else [str(v) for v in ids]
+        unknown = [v for v in wanted if v not in self._positions]
+        if unknown:
+            shown = ", ".join(repr(v) for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise ProbekitUsageError(f"{len(unknown)} ids are not in pool {self.name!r}: {shown}")
+        return np.fromiter((self._positions[v] for v in wanted), dtype=np.int64, count=len(wanted))
+
+    def rows(self, indices: int | Sequence[int] | np.ndarray) -> list[dict]:
+        """The examples at the given positions, as dicts of raw Arrow values (id column included;
+        ``datasets`` features such as images are not decoded)."""
+        idx = np.atleast_1d(np.asarray(indices))
+        if idx.size and (idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer)):
+            raise ProbekitUsageError(
+                f"Pool.rows needs a 1-D sequence of ints. Got dtype {idx.dtype} shape {idx.shape} instead."
+            )
+        bad = idx[(idx < 0) | (idx >= len(self))] if idx.size else idx
+        if bad.size:
+            raise ProbekitUsageError(
+                f"Pool.rows indices must be in the range [0, {len(self) - 1}]. Got {int(bad[0])} instead."
+            )
+        if not idx.size:
+            return []
+        return self.dataset.data.table.take(idx.astype(np.int64)).to_pylist()
