@@ -144,3 +144,17 @@ def test_python_dash_m_probekit_from_root():
 
     out = run([sys.executable, "-m", "probekit", "--version"], cwd=ROOT)
     assert out == [f"probekit {__version__}"]
+
+
+def test_lazy_public_names_resolve_to_objects_not_modules():
+    # A submodule named like a lazy attribute would shadow it once imported.
+    code = (
+        "import importlib, types, probekit\n"
+        "for name, module in probekit._LAZY.items():\n"
+        "    importlib.import_module(module)\n"
+        "    obj = getattr(probekit, name)\n"
+        "    assert not isinstance(obj, types.ModuleType), name\n"
+        "    assert obj is getattr(importlib.import_module(module), name), name\n"
+        "print('ok')"
+    )
+    assert run([sys.executable, "-c", code], cwd=ROOT) == ["ok"]
