@@ -218,3 +218,28 @@ def test_deep_linear_demo_learns_modes_in_order_after_a_plateau():
     series = rdm_series(run.losses, window=32)
     pr = series.pr[np.isfinite(series.pr)]
     assert pr.min() >= 1.0 - 1e-9 and pr.max() <= 31 + 1e-9
+
+
+def test_closed_stdout_pipe_stops_quietly(tmp_path):
+    np.save(tmp_path / "ok.npy", planted_matrix())
+    proc = subprocess.run(
+        f"{sys.executable} -m probekit analyze {tmp_path / 'ok.npy'} --no-plot "
+        f"--out-dir {tmp_path / 'o'} | head -1",
+        shell=True, capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.stderr == ""
+    assert len(proc.stdout.splitlines()) == 1
+    assert (tmp_path / "o" / "summary.json").is_file()
+
+
+def test_plain_loop_example_runs_in_tiny_mode(tmp_path):
+    out = tmp_path / "losses.npz"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "plain_loop_2rdm.py"), "--steps", "120",
+         "--window", "8", "--out", str(out)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out) as data:
+        assert data["losses"].shape == (25, 64) and data["steps"][-1] == 120
+    assert main(["analyze", str(out), "--window", "8", "--no-plot", "--out-dir", str(tmp_path / "a")]) == 0

@@ -61,6 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"probekit {args.command}"
     try:
         return int(args.run(args) or EXIT_OK)
+    except BrokenPipeError:
+        # The reader went away (`probekit analyze | head`): outputs are already
+        # written; stop quietly, and keep Python from complaining at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_RUNTIME
     except ProbekitUsageError as exc:
         if args.debug:
             raise
