@@ -122,3 +122,43 @@ def validate(owner: str, values: Mapping[str, Any], constraints: Mapping[str, An
                 f"The {name!r} parameter of {owner} must be {_describe(constraint)}. "
                 f"Got {value!r} instead."
             )
+
+
+class ParamsMixin:
+    """scikit-learn's parameter contract for classes whose constructor only stores.
+
+    ``get_params`` reads the constructor's keyword names back from the instance;
+    ``set_params`` refuses names the constructor does not take; the repr shows
+    them all. Shared by alarm rules and selectors.
+    """
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        import inspect
+
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters as stored (what provenance records)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any):
+        """Set constructor parameters; unknown names are refused. Returns self."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ProbekitUsageError(
+                    f"Invalid parameter {key!r} for {type(self).__name__}. "
+                    f"Valid parameters: {', '.join(valid) or '(none)'}."
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

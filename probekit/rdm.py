@@ -57,17 +57,22 @@ def check_rdm_params(owner: str, window: Any, stride: Any, detrend: Any, top_k: 
         )
 
 
-def as_loss_vector(losses: Any, owner: str = "DynamicalRDM.update") -> np.ndarray:
-    """One record of per-sample losses (numpy, torch, list) as a float64 vector."""
-    if hasattr(losses, "detach"):  # a torch tensor, without importing torch
+def as_float64_array(losses: Any, owner: str, shape: str) -> np.ndarray:
+    """numpy, torch (without importing it) or nested lists -> a float64 array."""
+    if hasattr(losses, "detach"):  # a torch tensor
         losses = losses.detach().to("cpu").double().numpy()
     try:
-        x = np.asarray(losses, dtype=np.float64)
+        return np.asarray(losses, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ProbekitUsageError(
-            f"{owner} takes a 1-D array of per-sample losses; got a value numpy cannot "
+            f"{owner} takes {shape} of per-sample losses; got a value numpy cannot "
             f"read as numbers ({type(losses).__name__})."
         ) from exc
+
+
+def as_loss_vector(losses: Any, owner: str = "DynamicalRDM.update") -> np.ndarray:
+    """One record of per-sample losses (numpy, torch, list) as a float64 vector."""
+    x = as_float64_array(losses, owner, "a 1-D array")
     if x.ndim != 1 or x.size == 0:
         raise ProbekitUsageError(
             f"{owner} takes one record at a time: a non-empty 1-D array of n per-sample "

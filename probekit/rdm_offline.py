@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from probekit.errors import ProbekitUsageError, ProbekitWarning
-from probekit.rdm import check_rdm_params
+from probekit.rdm import as_float64_array, check_rdm_params
 from probekit.spectral import loadings_from_coef, spectral_stats, window_dof
 
 __all__ = ["RDMSeries", "rdm_series", "as_loss_matrix", "window_stats"]
@@ -94,15 +94,7 @@ class RDMSeries:
 
 def as_loss_matrix(losses: Any, owner: str = "rdm_series") -> np.ndarray:
     """A [records, probes] float64 matrix from numpy, torch or nested lists."""
-    if hasattr(losses, "detach"):
-        losses = losses.detach().to("cpu").double().numpy()
-    try:
-        x = np.asarray(losses, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ProbekitUsageError(
-            f"{owner} takes a [records, probes] matrix of per-sample losses; got a value "
-            f"numpy cannot read as numbers ({type(losses).__name__})."
-        ) from exc
+    x = as_float64_array(losses, owner, "a [records, probes] matrix")
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ProbekitUsageError(
             f"{owner} takes a non-empty 2-D [records, probes] matrix; got shape {x.shape}."

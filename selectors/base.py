@@ -17,46 +17,18 @@ conformance suite come with the selectors themselves.
 """
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from probekit.params import ParamsMixin
 
-class Selector(ABC):
-    """Base class: parameter handling and the ``select`` signature."""
+
+class Selector(ParamsMixin, ABC):
+    """Base class: parameter handling (``ParamsMixin``) and the ``select`` signature."""
 
     #: Registry name of the strategy (e.g. "random", "cluster").
     name: ClassVar[str] = ""
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters as stored (what provenance records)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "Selector":
-        """Set constructor parameters; unknown names are refused."""
-        valid = self._param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"Invalid parameter {key!r} for {type(self).__name__}. "
-                    f"Valid parameters: {', '.join(valid) or '(none)'}."
-                )
-            setattr(self, key, value)
-        return self
-
     @abstractmethod
     def select(self, pool: Any, n: int, seed: int = 0) -> Any:
         """Return a ProbeSet of ``n`` probes from ``pool``, ranked (nested prefixes)."""
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"

@@ -26,14 +26,13 @@ is done (``scores``, ``exceedances``, ``alarms``, ``online``).
 """
 from __future__ import annotations
 
-import inspect
 import numbers
 from typing import Any, ClassVar
 
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
-from probekit.params import Options
+from probekit.params import Options, ParamsMixin
 
 # Smallest positive normal float64: the floor under log() so that a zero value
 # maps to a large negative number (log(tiny) ~ -708) instead of -inf.
@@ -141,7 +140,7 @@ def run_alarms(exceed: np.ndarray, persistence: int) -> np.ndarray:
     return np.flatnonzero(fires).astype(np.int64)
 
 
-class AlarmRule:
+class AlarmRule(ParamsMixin):
     """Base class: subclasses define ``_constraints``, ``_resolve``, ``_scores`` and the
     online hooks, and name their threshold parameter in ``threshold_param``."""
 
@@ -150,33 +149,9 @@ class AlarmRule:
     #: the constructor parameter that acts as the threshold
     threshold_param: ClassVar[str] = ""
 
-    # -- scikit-learn style parameters ------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def set_params(self, **params: Any) -> "AlarmRule":
-        valid = self._param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ProbekitUsageError(
-                    f"Invalid parameter {key!r} for {type(self).__name__}. "
-                    f"Valid parameters: {', '.join(valid)}."
-                )
-            setattr(self, key, value)
-        return self
-
     def clone(self, **params: Any) -> "AlarmRule":
         """A new rule with the same parameters, some replaced by ``params``."""
         return type(self)(**self.get_params()).set_params(**params)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.get_params() == self.get_params()
