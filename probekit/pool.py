@@ -297,6 +297,7 @@ class Pool:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_positions"] = None  # rebuilt on demand
+        state["_canonical"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -317,7 +318,7 @@ class Pool:
     def fingerprint(self) -> str:
         """sha256 hex of the pool's content (see :func:`table_fingerprint`); cached."""
         if self._fingerprint is None:
-            self._fingerprint = table_fingerprint(self.dataset.data.table)
+            self._fingerprint = table_fingerprint(self._base_table(self._row_map()))
         return self._fingerprint
 
     def column(self, name: str) -> np.ndarray:
@@ -327,7 +328,9 @@ class Pool:
             raise ProbekitUsageError(
                 f"column {name!r} is not in pool {self.name!r}; columns: {', '.join(self.columns)}."
             )
-        return self.dataset.data.table.column(name).to_numpy()
+        rows = self._row_map()
+        column = self.dataset.data.table.column(name)
+        return (column if rows is None else column.take(rows)).to_numpy()
 
     def index_of(self, ids: str | Iterable[str]) -> np.ndarray:
         """Row positions (int64) of the given ids, in the given order."""
@@ -339,6 +342,45 @@ class Pool:
             shown = ", ".join(repr(v) for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
             raise ProbekitUsageError(f"{len(unknown)} ids are not in pool {self.name!r}: {shown}")
         return np.fromiter((self._positions[v] for v in wanted), dtype=np.int64, count=len(wanted))
+
+    @property
+    def canonical_order(self) -> np.ndarray:
+        """Row positions sorted by id: the order selectors see (cached, read-only).
+
+        Selecting from the canonical order makes every selector independent of
+        the row order of the file the pool came from.
+        """
+        if getattr(self, "_canonical", None) is None:
+            order = np.argsort(self.ids, kind="stable").astype(np.int64)
+            order.flags.writeable = False
+            self._canonical = order
+        return self._canonical
+
+    def reorder(self, order: Sequence[int] | np.ndarray) -> "Pool":
+        """The same examples in another row order: a view, no Arrow data is copied.
+
+        The view carries an index mapping; ``column``, ``rows`` and the embedders
+        resolve it and copy only the columns they read.
+        """
+        order = np.asarray(order, dtype=np.int64)
+        if order.shape != (len(self),) or not np.array_equal(np.sort(order), np.arange(len(self))):
+            raise ProbekitUsageError(f"Pool.reorder needs a permutation of 0..{len(self) - 1}.")
+        view = Pool.__new__(Pool)
+        view.dataset = self.dataset.select(order, keep_in_memory=True)  # an indices mapping only
+        view.id_field, view.name = self.id_field, self.name
+        view._ids = self._ids[order]
+        view._ids.flags.writeable = False
+        view._fingerprint = view._positions = view._canonical = None
+        return view
+
+    def _row_map(self) -> Any:
+        """Positions of this pool's rows in the underlying Arrow table (None: identity)."""
+        indices = self.dataset._indices
+        return None if indices is None else indices.column(0)
+
+    def _base_table(self, rows: Any) -> Any:
+        table = self.dataset.data.table
+        return table if rows is None else table.take(rows)
 
     def rows(self, indices: int | Sequence[int] | np.ndarray) -> list[dict]:
         """The examples at the given positions, as dicts of raw Arrow values (id column included;
@@ -355,4 +397,6 @@ class Pool:
             )
         if not idx.size:
             return []
-        return self.dataset.data.table.take(idx.astype(np.int64)).to_pylist()
+        rows = self._row_map()
+        take = idx.astype(np.int64) if rows is None else rows.take(idx.astype(np.int64))
+        return self.dataset.data.table.take(take).to_pylist()

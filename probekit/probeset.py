@@ -48,14 +48,17 @@ class Provenance:
     pool_fingerprint: str | None = None
     probekit_version: str = __version__
     schema_version: int = SCHEMA_VERSION
+    # What the selector found out while selecting (e.g. how many points really
+    # trained faiss's centroids): facts, not settings, so kept apart from params.
+    info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate(
             "Provenance",
             {"strategy": self.strategy, "params": self.params, "seed": self.seed,
              "pool_fingerprint": self.pool_fingerprint, "probekit_version": self.probekit_version,
-             "schema_version": self.schema_version},
-            {"strategy": str, "params": dict, "seed": AnyOf(None, Interval(int, 0, None)),
+             "schema_version": self.schema_version, "info": self.info},
+            {"strategy": str, "params": dict, "info": dict, "seed": AnyOf(None, Interval(int, 0, None)),
              "pool_fingerprint": AnyOf(None, str), "probekit_version": str,
              "schema_version": Interval(int, 1, None)},
         )
@@ -66,13 +69,14 @@ class Provenance:
                 "The 'params' parameter of Provenance must have str keys. "
                 f"Got {sorted(map(repr, self.params))} instead."
             )
-        try:
-            params = json.loads(canonical_json(self.params, allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            raise ProbekitUsageError(
-                f"The 'params' parameter of Provenance must be JSON-serialisable (finite numbers, str keys): {exc}."
-            ) from None
-        object.__setattr__(self, "params", params)
+        for name in ("params", "info"):
+            try:
+                value = json.loads(canonical_json(getattr(self, name), allow_nan=False))
+            except (TypeError, ValueError) as exc:
+                raise ProbekitUsageError(
+                    f"The {name!r} parameter of Provenance must be JSON-serialisable (finite numbers, str keys): {exc}."
+                ) from None
+            object.__setattr__(self, name, value)
         if self.seed is not None:
             object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "schema_version", int(self.schema_version))
@@ -86,11 +90,14 @@ class Provenance:
             "pool_fingerprint": self.pool_fingerprint,
             "probekit_version": self.probekit_version,
             "schema_version": self.schema_version,
+            "info": json.loads(canonical_json(self.info)),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Provenance":
         expected = {"strategy", "params", "seed", "pool_fingerprint", "probekit_version", "schema_version"}
+        if isinstance(data, dict) and "info" in data:
+            expected = expected | {"info"}
         if not isinstance(data, dict) or set(data) != expected:
             got = sorted(data) if isinstance(data, dict) else type(data).__name__
             raise ProbekitUsageError(f"provenance must have exactly the keys {sorted(expected)}. Got {got} instead.")
@@ -196,6 +203,7 @@ class ProbeSet:
         seed: int | None = None,
         slices: Sequence[str | None] | str | None = None,
         scores: Sequence[float] | np.ndarray | None = None,
+        info: dict | None = None,
     ) -> "ProbeSet":
         """Build a probe set from ranked pool positions, stamping the pool fingerprint.
 
@@ -218,7 +226,7 @@ class ProbeSet:
                 None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in column.tolist()
             )
         provenance = Provenance(strategy=strategy, params=dict(params or {}), seed=seed,
-                                pool_fingerprint=pool.fingerprint)
+                                pool_fingerprint=pool.fingerprint, info=dict(info or {}))
         return cls(tuple(pool.ids[idx].tolist()), idx, slices, scores, provenance=provenance)
 
     # -- content ------------------------------------------------------------

@@ -134,7 +134,7 @@ def test_content_hash_matches_an_independent_serialisation():
         "slices": ["x", None, "y"],
         "scores": ["0x1.0000000000000p-1", "0x1.0000000000000p-2", "-0x1.0000000000000p+0"],
         "provenance": {"strategy": "random", "params": {"n": 3}, "seed": 0, "pool_fingerprint": None,
-                       "probekit_version": __version__, "schema_version": 1},
+                       "probekit_version": __version__, "schema_version": 1, "info": {}},
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     expected = hashlib.sha256(text.encode()).hexdigest()
