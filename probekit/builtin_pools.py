@@ -55,7 +55,7 @@ def digits_pool():
 
     data = load_digits()
     n = len(data.target)
-    return Pool.from_dict(
+    pool = Pool.from_dict(
         {
             "id": [f"digits-{i:04d}" for i in range(n)],
             "pixels": data.data.astype(np.float32).tolist(),
@@ -63,6 +63,8 @@ def digits_pool():
         },
         id_field="id",
     )
+    pool.name = "builtin:digits"
+    return pool
 
 
 def toy_text_rows(size: int = 2000, seed: int = 0) -> dict[str, list]:
@@ -92,4 +94,7 @@ def toy_text_rows(size: int = 2000, seed: int = 0) -> dict[str, list]:
 def toy_text_pool(size: int = 2000, seed: int = 0):
     from probekit.pool import Pool
 
-    return Pool.from_dict(toy_text_rows(size, seed), id_field="id")
+    pool = Pool.from_dict(toy_text_rows(size, seed), id_field="id")
+    if (size, seed) == (2000, 0):
+        pool.name = "builtin:toy-text"
+    return pool

@@ -164,7 +164,18 @@ def _read_file(p: Path, kind: str) -> Any:
         "parquet": datasets.Dataset.from_parquet,
         "arrow": datasets.Dataset.from_file,
     }[kind]
-    return loader(str(p))
+    # datasets draws a "Generating train split" bar for every file it converts;
+    # probekit's commands report their own progress, so hush it for this call
+    # only and leave the user's setting as it was.
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        return loader(str(p))
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
 
 
 def _first_char(p: Path) -> str:

@@ -114,7 +114,8 @@ class Selector(ParamsMixin, ABC):
         scores = None if ranking.scores is None else np.asarray(ranking.scores, dtype=np.float64)
         return ProbeSet.from_indices(
             pool, order[idx], strategy=self.name, params=self.provenance_params(),
-            seed=int(seed), slices=slices, scores=scores, info=describe_param(ranking.info),
+            seed=int(seed), slices=slices, scores=scores,
+            info={"pool": pool.name, "pool_id_field": pool.id_field, **describe_param(ranking.info)},
         )
 
     def provenance_params(self) -> dict[str, Any]:

@@ -18,7 +18,11 @@ from probekit._version import __version__
 
 # name -> module; each module defines ``add_parser(subparsers)`` and ``run(args)``.
 SUBCOMMANDS = {
-    "analyze": "probekit.cli.analyze",
+    "analyze": "probekit.cli.analyze_cmd",
+    "select": "probekit.cli.select_cmd",
+    "inspect": "probekit.cli.inspect_cmd",
+    "export": "probekit.cli.export_cmd",
+    "selectors": "probekit.cli.selectors_cmd",
 }
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2

@@ -47,31 +47,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def parse_key_values(items: list[str], option: str) -> dict:
-    """``["ratio=10", "persistence=3"]`` -> ``{"ratio": 10, "persistence": 3}``."""
-    out: dict = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ProbekitUsageError(f"{option} takes KEY=VALUE; got {item!r}.")
-        out[key.strip()] = _parse_value(raw.strip())
-    return out
-
-
-def _parse_value(raw: str):
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    return raw
-
-
 def run(args: argparse.Namespace) -> int:
     import csv
     from pathlib import Path
@@ -80,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from probekit.analysis import analyze
     from probekit.atomic import staged_files
+    from probekit.cli.common import parse_key_values
 
     if args.top < 1:
         raise ProbekitUsageError(f"--top must be an int >= 1; got {args.top}.")

@@ -1,0 +1,79 @@
+"""Pieces shared by the CLI subcommands: pools, KEY=VALUE parameters."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from probekit.errors import ProbekitUsageError
+
+BUILTIN_PREFIX = "builtin:"
+DEFAULT_POOL = "builtin:digits"
+
+
+def load_pool(data: str | None, id_field: str | None = None):
+    """``builtin:NAME`` (or nothing: the default built-in pool) or a data file/directory."""
+    spec = data or DEFAULT_POOL
+    if spec.startswith(BUILTIN_PREFIX):
+        if id_field is not None:
+            raise ProbekitUsageError("--id-field applies to data files; built-in pools have their own ids.")
+        from probekit.builtin_pools import load_builtin
+
+        return load_builtin(spec[len(BUILTIN_PREFIX):])
+    from probekit.pool import Pool
+
+    return Pool.from_file(spec, id_field=id_field)
+
+
+def pool_for(probeset, data: str | None, id_field: str | None = None, ignore_fingerprint: bool = False):
+    """The pool a probe set was selected from: ``--data``, else the one its provenance names."""
+    source = data or probeset.provenance.info.get("pool")
+    if not source or source == "<memory>":
+        raise ProbekitUsageError(
+            "this probe set does not say which pool it came from; give --data PATH (or builtin:NAME)."
+        )
+    if data is None and not source.startswith(BUILTIN_PREFIX) and not Path(source).exists():
+        raise ProbekitUsageError(
+            f"the pool this probe set came from ({source}) is not there any more; give --data PATH."
+        )
+    if id_field is None and data is None:
+        from probekit.pool import ID_COLUMN
+
+        recorded = probeset.provenance.info.get("pool_id_field")
+        if recorded != ID_COLUMN and not source.startswith(BUILTIN_PREFIX):
+            id_field = recorded  # derived ids are derived again; a named id column is reused
+    pool = load_pool(source, id_field)
+    probeset = probeset.validate_against(pool, ignore_fingerprint=ignore_fingerprint)
+    return pool, probeset
+
+
+def parse_value(raw: str) -> Any:
+    """int, float, true/false, none, JSON lists and objects, else the string itself."""
+    text = raw.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProbekitUsageError(f"value {raw!r} looks like JSON but does not parse: {exc.msg}.") from None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    return text
+
+
+def parse_key_values(items: list[str], option: str) -> dict:
+    """``["ratio=10", "persistence=3"]`` -> ``{"ratio": 10, "persistence": 3}``."""
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ProbekitUsageError(f"{option} takes KEY=VALUE; got {item!r}.")
+        out[key.strip()] = parse_value(raw)
+    return out

@@ -1,0 +1,73 @@
+"""``probekit inspect``: what a probe-set file holds and how well it covers its pool."""
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  probekit inspect probes-cluster-512.parquet
+  probekit inspect probes.parquet --data prompts.jsonl --text-field prompt
+  probekit inspect probes.parquet --no-coverage
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="describe a probe-set file: provenance, slices, coverage",
+        description="Print a probe set's size, strategy, parameters, provenance and slice "
+        "composition, and (when its pool is available) coverage: the mean and maximum distance "
+        "from every pool example to its nearest probe, against random probe sets of the same size.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("probes", metavar="PROBES", help="probe-set file (.parquet)")
+    p.add_argument("--data", help="the pool (default: the one the provenance names, if reachable)")
+    p.add_argument("--id-field", help="id column of --data")
+    p.add_argument("--text-field", help="text column for the coverage embedding")
+    p.add_argument("--embedding-field", help="embedding column for the coverage embedding")
+    p.add_argument("--no-coverage", action="store_true", help="skip the coverage figures")
+    p.add_argument("--ignore-fingerprint", action="store_true",
+                   help="use --data even if it is not the pool the probes came from (match by id)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
+
+    import numpy as np
+
+    from probekit.probeset import ProbeSet
+
+    probes = ProbeSet.load(args.probes)
+    prov = probes.provenance
+    print(f"{args.probes}: {len(probes)} probes, strategy {prov.strategy!r}, seed {prov.seed}")
+    print(f"  params: {json.dumps(prov.params, sort_keys=True)}")
+    info = dict(prov.info)
+    pool_name = info.pop("pool", None)
+    info.pop("pool_id_field", None)
+    if info:
+        print(f"  info: {json.dumps(info, sort_keys=True)}")
+    print(f"  pool: {pool_name or '(not recorded)'}, fingerprint {str(prov.pool_fingerprint)[:12]}, "
+          f"probekit {prov.probekit_version}, schema {prov.schema_version}, content {probes.content_hash[:12]}")
+    if probes.slices is not None:
+        counts = Counter(s if s is not None else "(none)" for s in probes.slices)
+        print("  slices: " + ", ".join(f"{k} {v} ({100 * v / len(probes):.0f}%)" for k, v in counts.most_common()))
+    if probes.scores is not None:
+        s = np.asarray(probes.scores)
+        print(f"  scores: min {np.nanmin(s):.4g}, median {np.nanmedian(s):.4g}, max {np.nanmax(s):.4g}")
+    print(f"  first probes: {', '.join(probes.ids[:8])}{' ...' if len(probes) > 8 else ''}")
+    if args.no_coverage:
+        return 0
+    from probekit.cli.common import pool_for
+    from probekit.coverage import coverage_report
+    from probekit.embedders import resolve_embedder
+
+    pool, probes = pool_for(probes, args.data, args.id_field, args.ignore_fingerprint)
+    embedder = resolve_embedder(pool, text_field=args.text_field, embedding_field=args.embedding_field)
+    report = coverage_report(embedder.embed(pool), probes.indices)
+    print(f"  coverage ({embedder!r}): mean distance to nearest probe {report['mean_distance']:.4g} "
+          f"(random: {report['random_mean_distance']:.4g}, ratio {report['mean_ratio_to_random']:.3f}), "
+          f"max {report['max_distance']:.4g} (random: {report['random_max_distance']:.4g})")
+    return 0
