@@ -8,11 +8,11 @@ column (a class, a slice, a protected attribute) represented:
 - ``balanced``: every stratum gets the same share (rare strata oversampled)
   until it runs out.
 
-Nesting comes from a sequential apportionment: probe k goes to the stratum
-whose count lags its target share most (share * k - count, ties by stratum
-name), and within a stratum probes come in one seeded random order. So every
-prefix is as close to the target shares as a prefix can be, and the first m
-of a selection of n are the selection of m.
+Nesting comes from a sequential apportionment (``probekit.apportionment``,
+Tijdeman's chairman rule): probe k goes to a stratum chosen from the counts of
+probes 1..k-1, which keeps every stratum within one probe of its target share
+at every prefix, and within a stratum probes come in one seeded random order.
+So the first m of a selection of n are the selection of m.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from probekit.apportionment import apportion
 from probekit.errors import ProbekitUsageError
 from probekit.params import AnyOf, Options
 from probekit.selectors.base import Ranking, Selector
@@ -35,23 +36,6 @@ def stratum_labels(pool: "Pool", column: str) -> np.ndarray:
     values = pool.column(column).tolist()
     return np.array([MISSING if v is None or (isinstance(v, float) and v != v) else str(v) for v in values],
                     dtype=object)
-
-
-def apportion(orders: dict[str, np.ndarray], shares: dict[str, float], n: int) -> tuple[np.ndarray, list[str]]:
-    """Interleave per-stratum orders so every prefix tracks ``shares`` (nested by construction)."""
-    names = sorted(orders)
-    taken = {s: 0 for s in names}
-    out, labels = [], []
-    for k in range(1, n + 1):
-        open_ = [s for s in names if taken[s] < len(orders[s])]
-        if not open_:
-            break
-        total = sum(shares[s] for s in open_)  # exhausted strata give their share back
-        best = max(open_, key=lambda s: (shares[s] / total * k - taken[s], -names.index(s)))
-        out.append(orders[best][taken[best]])
-        labels.append(best)
-        taken[best] += 1
-    return np.asarray(out, dtype=np.int64), labels
 
 
 class RandomSelector(Selector):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from probekit.errors import ProbekitUsageError
-from probekit.selectors.random_sampling import RandomSelector, apportion
+from probekit.apportionment import apportion, chairman_next
+from probekit.selectors.random_sampling import RandomSelector
 from probekit.testing import make_test_pool
 
 
@@ -62,3 +63,26 @@ def test_apportion_skips_exhausted_strata():
 def test_missing_stratify_column(pool):
     with pytest.raises(ProbekitUsageError, match=r"names column 'colour', which the pool does not have"):
         RandomSelector(stratify="colour").select(pool, 3)
+
+
+def test_chairman_rule_keeps_every_prefix_within_one_where_largest_lag_drifts():
+    # Skewed shares over six strata (found by a random search): the plain
+    # largest-lag rule drifts past 1 here.
+    raw = [9, 314, 142, 17, 98, 354]
+    shares = [w / sum(raw) for w in raw]
+    bound = 1 - 1 / (2 * len(shares) - 2)
+
+    def worst(rule):
+        count = [0] * len(shares)
+        dev = 0.0
+        for k in range(1, 2001):
+            j = rule(shares, count, k)
+            count[j] += 1
+            dev = max(dev, max(abs(c - s * k) for c, s in zip(count, shares)))
+        return dev
+
+    def largest_lag(shares, count, k):
+        return max(range(len(shares)), key=lambda j: (shares[j] * k - count[j], -j))
+
+    assert worst(chairman_next) <= bound + 1e-9
+    assert worst(largest_lag) > 1.0  # why the chairman rule is used

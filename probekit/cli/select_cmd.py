@@ -11,7 +11,9 @@ examples:
   probekit select --strategy random --n 64 --param stratify=label --param mode=balanced
   probekit select --strategy cluster --n 256 --data prompts.jsonl --text-field prompt --id-field uid
   probekit select --strategy concern --n 128 --data builtin:toy-text --slice "bias:group,label,pairs=pair_id" --slice rare:topic
-  probekit select --strategy mixture --n 200 --data builtin:toy-text --param components=cluster:0.75,concern:0.25 --slice rare:topic
+  probekit select --strategy mixture --n 200 --data builtin:toy-text --param components=cluster:0.75,random:0.25
+  probekit select --strategy mixture --n 200 --data builtin:toy-text \
+      --param components='[{"strategy":"cluster","weight":0.75},{"strategy":"concern","weight":0.25,"params":{"slices":["rare:topic"]}}]'
 
 pools: --data takes a .jsonl/.json/.csv/.parquet/.arrow file, a datasets save_to_disk
 directory, or builtin:digits (default, bundled with scikit-learn) / builtin:toy-text
