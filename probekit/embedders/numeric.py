@@ -42,16 +42,16 @@ class NumericEmbedder(Embedder):
     """
 
     name: ClassVar[str] = "numeric"
-    _constraints: ClassVar[dict[str, Any]] = {"columns": AnyOf(None, list), "standardize": bool}
+    _constraints: ClassVar[dict[str, Any]] = {"columns": AnyOf(None, list, tuple), "standardize": bool}
 
     def __init__(self, *, columns: Sequence[str] | None = None, standardize: bool = True) -> None:
-        self.columns = None if columns is None else list(columns)
+        self.columns = columns  # None: every float and list-of-number column
         self.standardize = standardize
 
     def _embed(self, pool: "Pool") -> np.ndarray:
         import pyarrow as pa
 
-        names = self.columns if self.columns is not None else numeric_columns(pool)
+        names = list(self.columns) if self.columns is not None else numeric_columns(pool)
         if not names:
             raise ProbekitUsageError(
                 "the pool has no numeric columns to embed; give --embedding-field, --text-field "

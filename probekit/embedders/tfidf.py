@@ -45,7 +45,11 @@ class TfidfSvdEmbedder(Embedder):
             raise ProbekitUsageError(
                 f"text column {self.text_field!r} is not in the pool; columns: {', '.join(pool.columns)}."
             )
-        texts = ["" if t is None else str(t) for t in pool.column(self.text_field).tolist()]
+        # Fit on the rows sorted by id: the randomized SVD (and its near-degenerate
+        # directions) then does not depend on the row order of the pool.
+        order = pool.canonical_order
+        column = pool.column(self.text_field)[order]
+        texts = ["" if t is None else str(t) for t in column.tolist()]
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), max_features=self.max_features,
                                      sublinear_tf=True, dtype=np.float32)
         try:
@@ -54,6 +58,10 @@ class TfidfSvdEmbedder(Embedder):
             raise ProbekitUsageError(f"text column {self.text_field!r} has no usable words: {exc}.") from None
         k = min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
         if k < 1:
-            return normalize(tfidf.toarray())
-        svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized")
-        return normalize(svd.fit_transform(tfidf))
+            features = normalize(tfidf.toarray())
+        else:
+            svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized")
+            features = normalize(svd.fit_transform(tfidf))
+        out = np.empty_like(features)
+        out[order] = features  # back to the pool's row order
+        return out
