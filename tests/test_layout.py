@@ -20,11 +20,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {"build", "dist", "node_modules", "venv", ".venv", "__pycache__"}
 # What each import mode must find: a module of each mapped package.
+# Where each import mode finds the mapped packages. find_spec resolves the
+# module files without executing them, so the check needs nothing but probekit
+# itself (a bare venv has no numpy).
 CHECK = (
-    "import probekit, probekit.selectors.base, probekit.eval, importlib.util, sys, os;"
-    "assert importlib.util.find_spec('probekit.eval.deep_linear') is not None;"
-    "print(os.path.realpath(probekit.selectors.base.__file__));"
-    "print(os.path.realpath(list(probekit.eval.__path__)[0]));"
+    "import importlib.util, os, probekit, probekit.selectors, probekit.eval;"
+    "print(os.path.realpath(importlib.util.find_spec('probekit.selectors.base').origin));"
+    "print(os.path.realpath(importlib.util.find_spec('probekit.eval.deep_linear').origin));"
     "print(len(probekit.__path__))"
 )
 
@@ -35,6 +37,14 @@ def run(cmd, cwd, env=None, timeout=300):
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout.strip().splitlines()
+
+
+def installed_here() -> list[str]:
+    """This environment's probekit entries in site-packages (what an uninstall would remove)."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    return sorted(p.name for p in site.iterdir() if "probekit" in p.name.lower())
 
 
 def copy_source(dest: Path) -> Path:
@@ -83,15 +93,16 @@ def test_no_module_is_named_after_stdlib_or_builtin():
 def test_imports_from_repository_root():
     out = run([sys.executable, "-c", CHECK], cwd=ROOT)
     assert Path(out[0]) == ROOT / "selectors" / "base.py"
-    assert Path(out[1]) == ROOT / "eval"
+    assert Path(out[1]) == ROOT / "eval" / "deep_linear.py"
 
 
 def test_imports_from_bare_source_checkout(tmp_path):
-    # -S: no site-packages at all, so nothing installed can help.
+    # PYTHONPATH puts the copy ahead of anything installed; the paths printed
+    # prove that the copy, not an installed probekit, answered every import.
     src = copy_source(tmp_path)
-    out = run([sys.executable, "-S", "-c", CHECK], cwd=tmp_path, env={"PYTHONPATH": str(src)})
+    out = run([sys.executable, "-c", CHECK], cwd=tmp_path, env={"PYTHONPATH": str(src)})
     assert Path(out[0]) == (src / "selectors" / "base.py").resolve()
-    assert Path(out[1]) == (src / "eval").resolve()
+    assert Path(out[1]) == (src / "eval" / "deep_linear.py").resolve()
 
 
 def test_imports_from_built_wheel(tmp_path):
@@ -104,29 +115,33 @@ def test_imports_from_built_wheel(tmp_path):
     assert not any(n.startswith(("selectors/", "eval/")) for n in names)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    out = run([sys.executable, "-S", "-c", CHECK], cwd=tmp_path, env={"PYTHONPATH": str(site)})
+    out = run([sys.executable, "-c", CHECK], cwd=tmp_path, env={"PYTHONPATH": str(site)})
     assert Path(out[0]) == (site / "probekit" / "selectors" / "base.py").resolve()
-    assert Path(out[1]) == (site / "probekit" / "eval").resolve()
+    assert Path(out[1]) == (site / "probekit" / "eval" / "deep_linear.py").resolve()
     assert out[2] == "1"  # the wheel needs no path extension
 
 
 @pytest.mark.parametrize("mode", ["default", "strict"])
 def test_imports_from_editable_install(tmp_path, mode):
+    before = installed_here()
     src = copy_source(tmp_path)
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     # This environment's pip and setuptools build the PEP 660 editable wheel and
     # install it into the bare venv (--prefix): what `pip install -e .` does,
     # without needing a package index.
+    # --ignore-installed: without it pip "upgrades" the probekit of the running
+    # environment by uninstalling it, pulling the suite's own install away.
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-           "--no-index", "--prefix", str(venv), "-e", str(src)]
+           "--no-index", "--ignore-installed", "--prefix", str(venv), "-e", str(src)]
     if mode == "strict":
         cmd[-2:-2] = ["--config-settings", "editable_mode=strict"]
     run(cmd, cwd=tmp_path)
     out = run([str(venv / "bin" / "python"), "-c", CHECK], cwd=tmp_path)
+    assert installed_here() == before, "the editable install into the venv touched this environment's probekit"
     # Strict mode links files into a build tree; either way they are the source files.
     assert Path(out[0]) == (src / "selectors" / "base.py").resolve()
-    assert Path(out[1]).name == "eval"
+    assert Path(out[1]) == (src / "eval" / "deep_linear.py").resolve()
 
 
 def test_cli_import_stays_light():
