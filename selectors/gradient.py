@@ -1,0 +1,330 @@
+"""Gradient diversity: probes whose loss gradients point in the most different directions.
+
+A probe set watches the per-sample losses, and a loss moves by its gradient
+times the update: probes with aligned gradients move together, and carry one
+signal. So this strategy spreads the probes over gradient space at a
+checkpoint. Each example's loss gradient is sketched to ``sketch_dim`` numbers
+(``probekit.grad_sketch``: a seeded Gaussian projection of the per-sample
+gradients from ``torch.func`` grad + vmap, or BADGE's factorised last-layer
+gradient), then ordered on the sketches by
+
+- ``kcenter``: greedy farthest-first, each probe the example farthest from the
+  probes already taken (the 2-approximation of k-center). Distances to the
+  taken set are updated in O(N * dim) per step: no N x N matrix. Score: that
+  distance when the probe was taken, i.e. the coverage radius of the probes
+  before it;
+- ``kmeans++``: seeded D^2 sampling (Arthur & Vassilvitskii, 2007). Score: the
+  distance to the nearest earlier probe when it was drawn.
+
+Both are sequential, so the first m probes of a selection of n are the
+selection of m. ``start`` picks the first probe: the largest sketch norm
+(``norm``, scored by that norm: its distance to a zero gradient) or a seeded
+uniform draw (``random``).
+
+The checkpoint. ``model`` is a torch module taking the pool's inputs (the
+``input_field`` column, or the automatic embedding: ``resolve_embedder`` with
+``text_field`` / ``embedding_field``) and ``loss`` its per-sample loss. With
+``model=None`` (what the CLI uses) the checkpoint is a small MLP, input ->
+``hidden`` -> tanh -> classes, freshly initialised from the seed, on the
+standardised embedding: *gradients at initialisation*. There,
+dloss/dlogits = softmax - onehot is near 1/C - onehot, so the sketches mix the
+label with the hidden features and the ordering covers classes and input
+regions. Keep a user model in ``eval()`` mode (``probekit.grad_sketch``).
+
+Targets: integer labels >= 0 are class indices as they are; other labels
+(strings, booleans, negative integers) are numbered in sorted order. ``mse``
+and callable losses take float targets (a number or a list per row).
+
+The seed sets the projection, the default model's initialisation and the
+kmeans++ / random-start draws. The selector pickles when its parameters do: a
+torch model does, a lambda ``loss`` does not (use a module-level function).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from probekit.errors import ProbekitUsageError
+from probekit.grad_sketch import gradient_sketches
+from probekit.params import AnyOf, Interval, Options
+from probekit.selectors.base import Ranking, Selector
+
+if TYPE_CHECKING:
+    from probekit.pool import Pool
+
+__all__ = ["GradientSelector", "default_model", "farthest_first", "kmeans_pp"]
+
+
+class _PerSampleLoss:
+    """Constraint: a callable (outputs, targets) -> [B] losses (not a string or a class)."""
+
+    def accepts(self, value: Any) -> bool:
+        return callable(value) and not isinstance(value, (str, type))
+
+    def describe(self) -> str:
+        return "a callable (outputs, targets) -> per-sample losses"
+
+
+def _cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(outputs, targets, reduction="none")
+
+
+def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    diff = outputs - targets.reshape(outputs.shape).to(outputs.dtype)
+    return (diff**2).reshape(outputs.shape[0], -1).mean(1)
+
+
+_LOSSES: dict[str, Callable] = {"cross_entropy": _cross_entropy, "mse": _mse}
+
+
+# -- orderings on the sketches -----------------------------------------------------
+def farthest_first(x: np.ndarray, n: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy k-center from ``start``: (order [n], distance of each pick to the earlier ones [n]).
+
+    Ties go to the lowest row. The first score is the start's norm.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", x, x)  # [N]
+    order = np.empty(n, dtype=np.int64)
+    score = np.empty(n, dtype=np.float64)
+    d2 = np.full(len(x), np.inf)  # squared distance to the nearest taken probe
+    j, score[0] = int(start), float(np.sqrt(sq[start]))
+    for k in range(n):
+        order[k] = j
+        d2[j] = -1.0  # taken: never the argmax again (np.minimum keeps it at -1)
+        if k + 1 == n:
+            break
+        d2 = np.minimum(d2, np.maximum(sq - 2.0 * (x @ x[j]) + sq[j], 0.0))
+        j = int(np.argmax(d2))
+        score[k + 1] = float(np.sqrt(max(d2[j], 0.0)))
+    return order, score
+
+
+def kmeans_pp(x: np.ndarray, n: int, start: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """k-means++ seeding from ``start``: each next probe drawn with probability ~ D^2.
+
+    One uniform draw per step, so prefixes do not depend on n. When every
+    remaining example duplicates a taken one (D^2 = 0), the draw is uniform
+    over the remaining ones. Returns (order [n], D at the draw [n]).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", x, x)
+    order = np.empty(n, dtype=np.int64)
+    score = np.empty(n, dtype=np.float64)
+    d2 = np.full(len(x), np.inf)
+    taken = np.zeros(len(x), dtype=bool)
+    j, score[0] = int(start), float(np.sqrt(sq[start]))
+    for k in range(n):
+        order[k] = j
+        taken[j] = True
+        if k + 1 == n:
+            break
+        d2 = np.minimum(d2, np.maximum(sq - 2.0 * (x @ x[j]) + sq[j], 0.0))
+        w = np.where(taken, 0.0, d2)
+        u = rng.random()
+        total = w.sum()
+        if total > 0:
+            cum = np.cumsum(w)
+            j = int(np.searchsorted(cum, u * cum[-1], side="right"))
+            j = min(j, int(np.flatnonzero(w > 0)[-1]))  # rounding at the top end
+        else:
+            free = np.flatnonzero(~taken)
+            j = int(free[min(int(u * len(free)), len(free) - 1)])
+        score[k + 1] = float(np.sqrt(d2[j]))
+    return order, score
+
+
+# -- the default checkpoint -----------------------------------------------------------
+def default_model(n_in: int, hidden: int, n_out: int, seed: int) -> torch.nn.Module:
+    """input -> hidden -> tanh -> n_out, PyTorch's default init bounds, drawn from ``seed``."""
+    # skip_init and an own generator: the global torch RNG is neither read nor advanced.
+    linear = torch.nn.utils.skip_init
+    model = torch.nn.Sequential(linear(torch.nn.Linear, n_in, hidden), torch.nn.Tanh(),
+                                linear(torch.nn.Linear, hidden, n_out))
+    state = np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0]
+    gen = torch.Generator().manual_seed(int(state))
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            bound = 1.0 / np.sqrt(layer.in_features)
+            layer.weight.uniform_(-bound, bound, generator=gen)
+            layer.bias.uniform_(-bound, bound, generator=gen)
+    return model.eval()
+
+
+class GradientSelector(Selector):
+    """Probes spread over per-sample loss-gradient sketches (k-center greedy or k-means++)."""
+
+    name: ClassVar[str] = "gradient"
+    stochastic: ClassVar[bool] = True
+    _constraints: ClassVar[dict[str, Any]] = {
+        "model": AnyOf(None, torch.nn.Module),
+        "loss": AnyOf(Options("cross_entropy", "mse"), _PerSampleLoss()),
+        "input_field": AnyOf(None, str),
+        "text_field": AnyOf(None, str),
+        "embedding_field": AnyOf(None, str),
+        "target_field": str,
+        "sketch_dim": Interval(int, 1, 65536),
+        "method": Options("projection", "badge"),
+        "ordering": Options("kcenter", "kmeans++"),
+        "start": Options("norm", "random"),
+        "batch_size": Interval(int, 1, None),
+        "hidden": Interval(int, 1, 65536),
+    }
+
+    def __init__(
+        self,
+        *,
+        model: Any = None,
+        loss: Any = "cross_entropy",
+        input_field: str | None = None,
+        text_field: str | None = None,
+        embedding_field: str | None = None,
+        target_field: str = "label",
+        sketch_dim: int = 256,  # JL: distances kept to ~1/sqrt(256) = 6% relative noise
+        method: str = "projection",
+        ordering: str = "kcenter",
+        start: str = "norm",
+        batch_size: int = 256,  # per-sample gradients held at once: batch_size x P floats
+        hidden: int = 64,  # default model width: ~65 * (d + C) parameters, sketched in ms
+    ) -> None:
+        self.model = model
+        self.loss = loss
+        self.input_field = input_field
+        self.text_field = text_field
+        self.embedding_field = embedding_field
+        self.target_field = target_field
+        self.sketch_dim = sketch_dim
+        self.method = method
+        self.ordering = ordering
+        self.start = start
+        self.batch_size = batch_size
+        self.hidden = hidden
+
+    def _check_params(self, pool: "Pool") -> None:
+        owner = type(self).__name__
+        for name in ("target_field", "input_field"):
+            column = getattr(self, name)
+            if column is not None and column not in pool.columns:
+                raise ProbekitUsageError(
+                    f"The {name!r} parameter of {owner} names column {column!r}, which the pool "
+                    f"does not have; columns: {', '.join(pool.columns)}."
+                )
+        if self.input_field is not None and (self.text_field or self.embedding_field) is not None:
+            raise ProbekitUsageError(
+                f"The 'text_field' and 'embedding_field' parameters of {owner} choose the automatic "
+                f"embedding; they do not apply with input_field={self.input_field!r}."
+            )
+
+    # -- pool -> tensors ----------------------------------------------------------------
+    def _inputs(self, pool: "Pool") -> tuple[torch.Tensor, str]:
+        """[N, ...] model inputs and a description of where they came from."""
+        from probekit.embedders import resolve_embedder
+        from probekit.embedders.column import column_matrix
+
+        if self.input_field is None:
+            embedder = resolve_embedder(pool, text_field=self.text_field, embedding_field=self.embedding_field)
+            x = embedder.embed(pool)
+            return torch.from_numpy(x), f"{embedder.name} embedder {embedder.get_params()}"
+        x = column_matrix(pool, self.input_field)
+        if np.issubdtype(x.dtype, np.integer):
+            return torch.from_numpy(x.astype(np.int64)), f"column {self.input_field!r} (integers)"
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise ProbekitUsageError(f"input column {self.input_field!r} has NaN or inf values.")
+        return torch.from_numpy(x), f"column {self.input_field!r}"
+
+    def _targets(self, pool: "Pool") -> tuple[torch.Tensor, int]:
+        """Targets as the loss takes them, and the output width a default model needs."""
+        from probekit.embedders.column import column_matrix
+
+        field = self.target_field
+        values = pool.column(field)
+        if values.dtype == object and any(isinstance(v, (list, tuple, np.ndarray)) for v in values):
+            if self.loss == "cross_entropy":
+                raise ProbekitUsageError(
+                    f"loss='cross_entropy' needs one class label per row; target column {field!r} holds lists."
+                )
+            y = column_matrix(pool, field).astype(np.float32)
+            if not np.isfinite(y).all():
+                raise ProbekitUsageError(f"target column {field!r} has NaN or inf values.")
+            return torch.from_numpy(y), y.shape[1]
+        if values.dtype == object:
+            if any(v is None for v in values):
+                raise ProbekitUsageError(f"target column {field!r} has missing values.")
+            if self.loss == "mse":
+                raise ProbekitUsageError(
+                    f"loss='mse' needs numeric targets; target column {field!r} holds "
+                    f"{type(values[0]).__name__} values."
+                )
+            return self._classes(values)
+        if np.issubdtype(values.dtype, np.floating):
+            if not np.isfinite(values).all():
+                raise ProbekitUsageError(f"target column {field!r} has missing, NaN or inf values.")
+            if self.loss == "cross_entropy":
+                if not np.all(values == np.round(values)):
+                    raise ProbekitUsageError(
+                        f"loss='cross_entropy' needs class labels; target column {field!r} holds "
+                        "non-integer numbers (use loss='mse')."
+                    )
+                return self._classes(values.astype(np.int64))
+            return torch.from_numpy(values.astype(np.float32)), 1
+        if self.loss == "mse":
+            return torch.from_numpy(values.astype(np.float32)), 1
+        return self._classes(values)
+
+    @staticmethod
+    def _classes(values: np.ndarray) -> tuple[torch.Tensor, int]:
+        if np.issubdtype(values.dtype, np.integer) and not np.issubdtype(values.dtype, np.bool_) \
+                and values.min() >= 0:
+            y = values.astype(np.int64)  # class indices as they are
+        else:
+            keys = [str(v) for v in values] if values.dtype == object else values
+            _, y = np.unique(np.asarray(keys), return_inverse=True)
+        y = np.asarray(y, dtype=np.int64).reshape(-1)
+        return torch.from_numpy(y), max(2, int(y.max()) + 1)  # 2: one class would give zero gradients
+
+    # -- the strategy --------------------------------------------------------------------
+    def _rank(self, pool: "Pool", n: int, seed: int) -> Ranking:
+        loss = _LOSSES[self.loss] if isinstance(self.loss, str) else self.loss
+        x, source = self._inputs(pool)
+        y, n_out = self._targets(pool)
+        if self.model is None:
+            x = x.to(torch.float32).reshape(len(pool), -1)
+            std = x.std(0)
+            x = (x - x.mean(0)) / torch.where(std > 0, std, torch.ones(()))  # init assumes unit scale
+            model = default_model(x.shape[1], self.hidden, n_out, seed)
+            checkpoint = f"default-init MLP({x.shape[1]}-{self.hidden}-{n_out}), seed {seed}"
+        else:
+            model, checkpoint = self.model, type(self.model).__name__
+            first = next(iter(model.parameters()), None)
+            if first is not None:
+                x = x.to(first.device) if not x.is_floating_point() else x.to(first.device, first.dtype)
+                y = y.to(first.device) if not y.is_floating_point() else y.to(first.device, first.dtype)
+        sketches = gradient_sketches(model, x, y, loss, dim=self.sketch_dim, seed=seed,
+                                     batch_size=self.batch_size, method=self.method)
+        rng = np.random.default_rng([seed, 2])  # its own stream: not the projection's
+        if self.start == "norm":
+            start = int(np.argmax(np.einsum("ij,ij->i", sketches, sketches, dtype=np.float64)))
+        else:
+            start = int(rng.integers(len(pool)))
+        if self.ordering == "kcenter":
+            order, scores = farthest_first(sketches, n, start)
+        else:
+            order, scores = kmeans_pp(sketches, n, start, rng)
+        n_params = sum(p.numel() for p in model.parameters())
+        if self.method == "badge":
+            head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+            sketched = head.weight.numel() + (0 if head.bias is None else head.bias.numel())
+        else:
+            sketched = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        info = {"sketch": self.method, "sketch_dim": self.sketch_dim, "n_params": n_params,
+                "n_sketched": sketched, "checkpoint": checkpoint, "inputs": source,
+                "ordering": self.ordering}
+        return Ranking(indices=order, scores=scores, info=info)
+
+    @classmethod
+    def example(cls) -> "GradientSelector":
+        return cls(sketch_dim=64, hidden=32)
