@@ -1,0 +1,606 @@
+"""Declarative slice specs: the concerns a ``ConcernSelector`` targets.
+
+A slice names examples a probe set must watch. Specs come as compact strings
+(the CLI passes each ``--slice SPEC`` through unchanged), dicts, inline JSON or
+a JSON file; :func:`parse_slices` turns them into :class:`SliceSpec` objects,
+and :func:`member_rows`, :func:`where_mask` and :func:`query_set` find their
+examples in a pool (the strategies themselves live in ``selectors/concern.py``).
+
+String grammar (whitespace around tokens is ignored)::
+
+    SPEC      := [NAME ":"] BODY | FILE.json | JSON
+    BODY      := PREDICATE                          examples matching every clause
+               | "ids:" ID {"," ID} | "ids@" FILE   listed ids (FILE: one id a line, '#' comments, or a .json list)
+               | "query@" FILE | "query:" PREDICATE
+                                                    a query set; probes cover it (facility-location MI)
+               | "bias:" PROTECTED ["," LABEL] ["," "pairs=" COLUMN]
+                                                    balanced over PROTECTED x LABEL, pairs kept together
+               | "rare:" COLUMN ["," "below=" F] | "rare:clusters" ["," "k=" K] ["," "below=" F]
+                                                    every value / embedding cluster equally, rarest first
+    PREDICATE := CLAUSE {"&" CLAUSE}
+    CLAUSE    := COLUMN OP VALUE | COLUMN ("in" | "not in") VALUE {"," VALUE}
+    OP        := "=" | "==" | "!=" | ">" | ">=" | "<" | "<="
+
+Examples: ``topic=astronomy``, ``label in 0,1``, ``elderly: age>=65 & label=1``,
+``ids:toy-00001a,toy-00001b``, ``ids@watch.txt``, ``query@queries.jsonl``,
+``query:topic=astronomy``, ``bias:group,label,pairs=pair_id``, ``rare:topic``,
+``rare:clusters,k=16``, ``specs.json``, ``{"name": "x", "where": {"age": {">=": 65}}}``.
+
+- NAME is the text before the first ``:`` when it holds none of ``= ! < > @ & , " '``
+  and is not a kind word (``ids``, ``query``, ``bias``, ``rare``); a slice named
+  like a kind word needs the dict form. ``background`` is reserved.
+- A VALUE is compared as a number when the column holds numbers (``true``/``false``
+  for booleans) and as text otherwise (``<`` ``>`` then compare text). Quote values
+  holding ``, & : "`` with ``"..."`` or ``'...'``. Missing values never match.
+- ``below=F`` keeps only values (clusters) holding less than the fraction F of the
+  pool; ``k`` is the number of k-means clusters (default: sqrt(N/2) within [2, 32]).
+  A column literally named ``clusters`` is reached with ``rare:column=clusters``.
+- Query files: ``.jsonl`` or ``.json`` rows holding an ``embedding`` (numbers, the
+  pool's embedding dimension) or the id of a pool example (under the pool's id
+  column name or ``id``); a ``.json`` list of vectors; or a ``.npy`` [Q, d] array.
+- A JSON file (``*.json``, paths inside it relative to the file) or inline JSON
+  holds one spec or a list of specs, each a string or a dict::
+
+    {"name": N, "where": {COLUMN: VALUE | {OP: VALUE, ...}} | PREDICATE}
+    {"name": N, "ids": [ID, ...] | FILE}
+    {"name": N, "query": FILE | {"where": ...} | {"ids": [...]} | [[x, ...], ...]}
+    {"name": N, "bias": {"protected": C, "label": C, "pairs": C} | "C,C,pairs=C"}
+    {"name": N, "rare": {"column": C} | {"clusters": K | "auto"}, optionally "below": F, or "C,below=F"}
+
+Default names: the predicate as written (``topic=astronomy``), ``ids:a,b``
+(three ids at most, then ``,...(+N)``),
+``ids@FILE``, ``query@FILE``, ``query:PREDICATE``, ``bias``, ``rare:COLUMN``,
+``rare:clusters``. Every malformed spec is a one-line ``ProbekitUsageError``
+naming the spec and what is allowed; a spec matching no example is an error too.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from probekit.errors import ProbekitUsageError
+
+if TYPE_CHECKING:
+    from probekit.pool import Pool
+
+KINDS = ("ids", "query", "bias", "rare")
+RESERVED_NAMES = ("background",)
+OPS = ("=", "!=", ">", ">=", "<", "<=", "in", "not in")
+ALLOWED = ("COLUMN=VALUE (also != > >= < <=, 'COLUMN in V1,V2', clauses joined by &), ids:ID,ID, ids@FILE, "
+           "query@FILE, query:PREDICATE, bias:PROTECTED[,LABEL][,pairs=COLUMN], rare:COLUMN[,below=F], "
+           "rare:clusters[,k=K][,below=F], each optionally as 'NAME: SPEC'; a FILE.json or JSON of such specs")
+_KIND_ALLOWED = {
+    "ids": "ids:ID,ID,... or ids@FILE",
+    "query": "query@FILE (.jsonl, .json or .npy) or query:PREDICATE",
+    "bias": "bias:PROTECTED[,LABEL][,pairs=COLUMN]",
+    "rare": "rare:COLUMN[,below=F] or rare:clusters[,k=K][,below=F]",
+}
+_KIND_RE = re.compile(r"^(ids|query|bias|rare)\s*([:@])\s*(.*)$", re.S)
+_NAME_RE = re.compile(r"^([^:=!<>@&,\"'\[\]{}]+?)\s*:\s*(.*)$", re.S)
+_CMP_RE = re.compile(r"^(?P<col>[^=!<>]+?)\s*(?P<op>==|!=|>=|<=|=|>|<)\s*(?P<val>.*)$", re.S)
+_IN_RE = re.compile(r"^(?P<col>.+?)\s+(?P<op>not\s+in|in)\s+(?P<val>.+)$", re.S)
+_QUERY_SUFFIXES = (".jsonl", ".json", ".npy")
+
+
+@dataclass(frozen=True)
+class Clause:
+    """``column op value``; ``value`` is a tuple for ``in`` / ``not in``."""
+
+    column: str
+    op: str
+    value: Any
+
+    def __str__(self) -> str:
+        if self.op in ("in", "not in"):
+            return f"{self.column} {self.op} {','.join(_fmt(v) for v in self.value)}"
+        return f"{self.column}{self.op}{_fmt(self.value)}"
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """One parsed slice: ``kind`` is "where", "ids", "query", "bias" or "rare"."""
+
+    name: str
+    kind: str
+    source: str  # the spec as written, for messages
+    where: tuple = ()  # Clauses ("where"; "query" over pool rows)
+    ids: tuple = ()  # pool ids ("ids"; "query" by ids)
+    vectors: np.ndarray | None = field(default=None, compare=False)  # [Q, d] ("query")
+    records: tuple = ()  # query-file rows naming pool ids, resolved against the pool
+    protected: str | None = None  # "bias"
+    label: str | None = None
+    pairs: str | None = None
+    column: str | None = None  # "rare" by a column
+    clusters: int | None = None  # "rare" by k-means clusters (0: automatic k)
+    below: float | None = None
+
+
+def usage(source: Any, reason: str, allowed: str = ALLOWED) -> ProbekitUsageError:
+    return ProbekitUsageError(f"slice spec {_show(source)} is not understood: {reason}. Allowed: {allowed}.")
+
+
+def _show(source: Any) -> str:
+    text = source if isinstance(source, str) else json.dumps(source, default=str)
+    return repr(text if len(text) <= 120 else text[:117] + "...")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if not text or text != text.strip() or any(c in text for c in ",&:\"'"):
+        return json.dumps(text)
+    return text
+
+
+# -- strings -----------------------------------------------------------------------
+def _split(text: str, sep: str, source: Any) -> list[str]:
+    """Split on ``sep`` outside quotes; unbalanced quotes are an error."""
+    parts, buf, quote = [], [], None
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == sep:
+            parts.append("".join(buf))
+            buf = []
+            continue
+        buf.append(ch)
+    if quote:
+        raise usage(source, f"unbalanced quote {quote}")
+    parts.append("".join(buf))
+    return [p.strip() for p in parts]
+
+
+def _unquote(token: str) -> str:
+    token = token.strip()
+    if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'":
+        return token[1:-1]
+    return token
+
+
+def parse_predicate(text: str, source: Any) -> tuple[Clause, ...]:
+    clauses = []
+    for part in _split(text, "&", source):
+        if not part:
+            raise usage(source, "an empty clause (a stray '&'?)")
+        cmp_, in_ = _CMP_RE.match(part), _IN_RE.match(part)
+        if in_ and (cmp_ is None or len(in_["col"]) < len(cmp_["col"])):
+            values = [_unquote(v) for v in _split(in_["val"], ",", source)]
+            if not all(values):
+                raise usage(source, f"clause {part!r} has an empty value in its list")
+            clauses.append(Clause(in_["col"].strip(), " ".join(in_["op"].split()), tuple(values)))
+        elif cmp_:
+            raw = cmp_["val"].strip()
+            if not raw:
+                raise usage(source, f"clause {part!r} has no value")
+            op = "=" if cmp_["op"] == "==" else cmp_["op"]
+            clauses.append(Clause(cmp_["col"].strip(), op, _unquote(raw)))
+        else:
+            raise usage(source, f"{part!r} is not a clause COLUMN OP VALUE (OP one of {', '.join(OPS)})")
+    return tuple(clauses)
+
+
+def _options(body: str, kind: str, source: Any, positional: tuple, keys: tuple) -> tuple[dict, set]:
+    """``a,b,key=value`` -> ({positional[0]: a, positional[1]: b, key: value}, {keys given as key=})."""
+    allowed = _KIND_ALLOWED[kind]
+    out: dict[str, str] = {}
+    keyed: set[str] = set()
+    tokens = _split(body, ",", source) if body.strip() else []
+    for i, token in enumerate(tokens):
+        key, sep, value = token.partition("=")
+        key, value = (key.strip(), _unquote(value)) if sep else (None, _unquote(token))
+        if not value:
+            raise usage(source, f"{kind} option {i + 1} is empty", allowed)
+        if key is None:
+            slot = next((p for p in positional if p not in out), None)
+            if slot is None or keyed:
+                why = "a value after key=value options" if keyed else "too many values"
+                raise usage(source, f"{why} ({value!r})", allowed)
+            out[slot] = value
+        elif key in keys and key not in out:
+            out[key] = value
+            keyed.add(key)
+        else:
+            raise usage(source, f"unknown or repeated option {key!r}", allowed)
+    return out, keyed
+
+
+def _fraction(text: Any, source: Any, allowed: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(text, bool) or not 0.0 < value <= 1.0:
+        raise usage(source, f"below must be a fraction in (0, 1]; got {text!r}", allowed)
+    return value
+
+
+def _bias(opts: dict, name: str | None, source: Any) -> SliceSpec:
+    if "protected" not in opts:
+        raise usage(source, "bias needs a protected-attribute column", _KIND_ALLOWED["bias"])
+    return SliceSpec(name or "bias", "bias", str(source), protected=opts["protected"],
+                     label=opts.get("label"), pairs=opts.get("pairs"))
+
+
+def _rare(name: str | None, source: Any, *, column: Any = None, clusters: Any = None,
+          below: Any = None) -> SliceSpec:
+    allowed = _KIND_ALLOWED["rare"]
+    if (column is None) == (clusters is None):
+        raise usage(source, "rare needs exactly one of a column or clusters", allowed)
+    if column is not None and (not isinstance(column, str) or not column):
+        raise usage(source, f"column must be a column name; got {column!r}", allowed)
+    k = None
+    if clusters is not None:
+        if clusters is True or clusters == "auto":
+            k = 0
+        elif isinstance(clusters, numbers.Integral) and not isinstance(clusters, bool) and clusters >= 2:
+            k = int(clusters)
+        elif isinstance(clusters, str) and clusters.isdigit() and int(clusters) >= 2:
+            k = int(clusters)
+        else:
+            raise usage(source, f"k must be an int >= 2 or 'auto'; got {clusters!r}", allowed)
+    below = None if below is None else _fraction(below, source, allowed)
+    default = "rare:clusters" if k is not None else f"rare:{column}"
+    return SliceSpec(name or default, "rare", str(source), column=column, clusters=k, below=below)
+
+
+def _parse_string(text: str, base: Path | None, source: str, named: bool = True) -> list[SliceSpec]:
+    s = text.strip()
+    if not s:
+        raise usage(source, "it is empty")
+    if s[0] in "{[":
+        try:
+            data = json.loads(s)
+        except json.JSONDecodeError as exc:
+            raise usage(source, f"invalid JSON ({exc.msg} at character {exc.pos})") from None
+        return _parse_items(data, base, source)
+    m = _KIND_RE.match(s)
+    if m:
+        kind, sep, body = m.groups()
+        return [_parse_kind(kind, sep, body.strip(), None, base, source)]
+    m = _NAME_RE.match(s)
+    if m and named and not _IN_RE.match(m[1]):
+        name = m[1].strip()
+        _check_name(name, source)
+        inner = _parse_string(m[2], base, source, named=False)
+        return [_renamed(spec, name) for spec in inner]
+    if s.lower().endswith(".json") and not any(c in s for c in "=<>!&"):
+        return _parse_file(Path(s) if base is None else base / s, source)
+    where = parse_predicate(s, source)
+    return [SliceSpec(str_pred(where), "where", source, where=where)]
+
+
+def str_pred(clauses: tuple) -> str:
+    return " & ".join(str(c) for c in clauses)
+
+
+def _renamed(spec: SliceSpec, name: str) -> SliceSpec:
+    from dataclasses import replace
+
+    return replace(spec, name=name)
+
+
+def _check_name(name: Any, source: Any) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise usage(source, f"a slice name must be a non-empty string; got {name!r}")
+    if name.strip() in RESERVED_NAMES:
+        raise usage(source, f"the name {name.strip()!r} is reserved for the background probes")
+
+
+def _parse_kind(kind: str, sep: str, body: str, name: str | None, base: Path | None, source: Any) -> SliceSpec:
+    allowed = _KIND_ALLOWED[kind]
+    if sep == "@":
+        if kind not in ("ids", "query") or not body:
+            raise usage(source, f"{kind}@ needs a file" if body else "a file path is missing", allowed)
+        path = Path(_unquote(body))
+        path = path if base is None or path.is_absolute() else base / path
+        if kind == "ids":
+            return SliceSpec(name or f"ids@{_unquote(body)}", "ids", str(source), ids=_read_ids(path, source))
+        return _query_file(path, name or f"query@{_unquote(body)}", source)
+    if not body:
+        raise usage(source, f"{kind}: needs something after the colon", allowed)
+    if kind == "ids":
+        ids = tuple(_unquote(t) for t in _split(body, ",", source))
+        if not all(ids):
+            raise usage(source, "an empty id in the list", allowed)
+        return SliceSpec(name or _ids_name(ids), "ids", str(source), ids=ids)
+    if kind == "query":
+        where = parse_predicate(body, source)
+        return SliceSpec(name or f"query:{str_pred(where)}", "query", str(source), where=where)
+    if kind == "bias":
+        opts, _ = _options(body, "bias", source, ("protected", "label"), ("protected", "label", "pairs"))
+        return _bias(opts, name, source)
+    opts, keyed = _options(body, "rare", source, ("column",), ("column", "k", "below"))
+    if opts.get("column") == "clusters" and "column" not in keyed:
+        return _rare(name, source, clusters=opts.get("k", "auto"), below=opts.get("below"))
+    if "k" in opts:
+        raise usage(source, "k applies to rare:clusters only", _KIND_ALLOWED["rare"])
+    return _rare(name, source, column=opts.get("column"), below=opts.get("below"))
+
+
+def _ids_name(ids: tuple) -> str:
+    shown = ",".join(str(i) for i in ids[:3])
+    return f"ids:{shown}" + (f",...(+{len(ids) - 3})" if len(ids) > 3 else "")
+
+
+# -- files -------------------------------------------------------------------------
+def _open(path: Path, source: Any, allowed: str) -> str:
+    if not path.is_file():
+        raise usage(source, f"file {str(path)!r} does not exist", allowed)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise usage(source, f"file {str(path)!r} cannot be read ({type(exc).__name__})", allowed) from None
+
+
+def _read_ids(path: Path, source: Any) -> tuple:
+    allowed = _KIND_ALLOWED["ids"]
+    text = _open(path, source, allowed)
+    if path.suffix.lower() == ".json":
+        try:
+            ids = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise usage(source, f"{str(path)!r} is not valid JSON ({exc.msg})", allowed) from None
+        if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+            raise usage(source, f"{str(path)!r} must hold a JSON list of ids", allowed)
+        ids = [str(i) for i in ids]
+    else:
+        ids = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not ids:
+        raise usage(source, f"{str(path)!r} holds no ids", allowed)
+    return tuple(ids)
+
+
+def _query_file(path: Path, name: str, source: Any) -> SliceSpec:
+    allowed = _KIND_ALLOWED["query"]
+    suffix = path.suffix.lower()
+    if suffix not in _QUERY_SUFFIXES:
+        raise usage(source, f"query file {str(path)!r} must end in {', '.join(_QUERY_SUFFIXES)}", allowed)
+    if suffix == ".npy":
+        if not path.is_file():
+            raise usage(source, f"file {str(path)!r} does not exist", allowed)
+        try:
+            rows = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise usage(source, f"{str(path)!r} is not a numpy array file ({type(exc).__name__})", allowed) from None
+    else:
+        text = _open(path, source, allowed)
+        try:
+            rows = ([json.loads(ln) for ln in text.splitlines() if ln.strip()] if suffix == ".jsonl"
+                    else json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise usage(source, f"{str(path)!r} is not valid JSON ({exc.msg})", allowed) from None
+    return _query_rows(rows, name, source, where=f"query file {str(path)!r}")
+
+
+def _query_rows(rows: Any, name: str, source: Any, where: str) -> SliceSpec:
+    allowed = _KIND_ALLOWED["query"]
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+        if all("embedding" in r for r in rows):
+            rows = [r["embedding"] for r in rows]
+        else:
+            return SliceSpec(name, "query", str(source), records=tuple(rows))
+    try:
+        vectors = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        vectors = np.empty((0, 0))
+    if vectors.ndim != 2 or vectors.size == 0 or not np.isfinite(vectors).all():
+        raise usage(source, f"{where} must hold rows with an 'embedding' (finite numbers, one length) "
+                            "or an id, or be a [Q, d] array of vectors", allowed)
+    return SliceSpec(name, "query", str(source), vectors=vectors)
+
+
+def _parse_file(path: Path, source: Any) -> list[SliceSpec]:
+    text = _open(path, source, ALLOWED)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise usage(source, f"{str(path)!r} is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    return _parse_items(data, path.parent, source, nested=True)
+
+
+def _parse_items(data: Any, base: Path | None, source: Any, nested: bool = False) -> list[SliceSpec]:
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise usage(source, "an empty list of specs")
+    out: list[SliceSpec] = []
+    for item in items:
+        if isinstance(item, dict):
+            out.append(_parse_dict(item, base))
+        elif isinstance(item, str) and not (nested and item.strip().lower().endswith(".json")):
+            out.extend(_parse_string(item, base, item))
+        else:
+            raise usage(source, f"an item {item!r} that is neither a spec string nor a dict"
+                                if not isinstance(item, str) else "a spec file inside a spec file")
+    return out
+
+
+# -- dicts -------------------------------------------------------------------------
+def _parse_dict(d: dict, base: Path | None) -> SliceSpec:
+    keys = [k for k in d if k != "name"]
+    if len(keys) != 1 or keys[0] not in ("where",) + KINDS:
+        raise usage(d, f"a dict spec takes 'name' and exactly one of where, {', '.join(KINDS)}; got keys {list(d)}")
+    kind, body = keys[0], d[keys[0]]
+    name = d.get("name")
+    if name is not None:
+        _check_name(name, d)
+        name = name.strip()
+    if kind == "where":
+        clauses = _where_dict(body, d)
+        return SliceSpec(name or str_pred(clauses), "where", str(d), where=clauses)
+    if isinstance(body, str):
+        sep = "@" if kind in ("ids", "query") else ":"
+        return _parse_kind(kind, sep, body, name, base, d)
+    allowed = _KIND_ALLOWED[kind]
+    if kind == "ids":
+        if not isinstance(body, (list, tuple)) or not body or not all(
+                isinstance(i, (str, int)) and not isinstance(i, bool) for i in body):
+            raise usage(d, "ids must be a non-empty list of ids or a file path", allowed)
+        ids = tuple(str(i) for i in body)
+        return SliceSpec(name or _ids_name(ids), "ids", str(d), ids=ids)
+    if kind == "query":
+        if isinstance(body, dict) and list(body) == ["where"]:
+            where = _where_dict(body["where"], d)
+            return SliceSpec(name or f"query:{str_pred(where)}", "query", str(d), where=where)
+        if isinstance(body, dict) and list(body) == ["ids"]:
+            inner = _parse_dict({"ids": body["ids"]}, base)
+            return SliceSpec(name or f"query:{inner.name}", "query", str(d), ids=inner.ids)
+        if isinstance(body, (list, tuple, np.ndarray)):
+            return _query_rows(list(body) if isinstance(body, tuple) else body, name or f"query[{len(body)}]",
+                               d, where="the query list")
+        raise usage(d, "query must be a file path, {'where': ...}, {'ids': [...]} or a list of vectors", allowed)
+    if not isinstance(body, dict):
+        raise usage(d, f"{kind} must be a dict or a string", allowed)
+    if kind == "bias":
+        unknown = set(body) - {"protected", "label", "pairs"}
+        bad = [k for k, v in body.items() if v is not None and not isinstance(v, str)]
+        if unknown or bad:
+            raise usage(d, f"bias takes string keys protected, label, pairs; got {sorted(body)}", allowed)
+        return _bias({k: v for k, v in body.items() if v is not None}, name, d)
+    unknown = set(body) - {"column", "clusters", "below"}
+    if unknown:
+        raise usage(d, f"rare takes keys column or clusters, and below; got {sorted(body)}", allowed)
+    return _rare(name, d, column=body.get("column"), clusters=body.get("clusters"), below=body.get("below"))
+
+
+def _where_dict(body: Any, source: Any) -> tuple[Clause, ...]:
+    if isinstance(body, str):
+        return parse_predicate(body, source)
+    if not isinstance(body, dict) or not body:
+        raise usage(source, "where must be a predicate string or a non-empty dict {COLUMN: VALUE | {OP: VALUE}}")
+    clauses = []
+    for column, cond in body.items():
+        items = cond.items() if isinstance(cond, dict) else [("=", cond)]
+        if isinstance(cond, dict) and not cond:
+            raise usage(source, f"column {column!r} has an empty condition")
+        for op, value in items:
+            op = "=" if op == "==" else op
+            if op not in OPS:
+                raise usage(source, f"unknown operator {op!r} (allowed: {', '.join(OPS)})")
+            values = value if op in ("in", "not in") else [value]
+            if op in ("in", "not in") and (not isinstance(value, (list, tuple)) or not value):
+                raise usage(source, f"{op!r} needs a non-empty list of values")
+            if any(v is None or isinstance(v, (dict, list, tuple)) for v in values):
+                raise usage(source, f"values of {column!r} must be numbers or strings; got {value!r}")
+            clauses.append(Clause(str(column), op, tuple(values) if op in ("in", "not in") else value))
+    return tuple(clauses)
+
+
+# -- the entry point -----------------------------------------------------------------
+def parse_slices(slices: Any) -> list[SliceSpec]:
+    """A spec string, dict, or a list of them -> the slices, names unique."""
+    items = list(slices) if isinstance(slices, (list, tuple)) else [slices]
+    if not items:
+        raise usage("", "no slice was given")
+    specs: list[SliceSpec] = []
+    for item in items:
+        if isinstance(item, str):
+            specs.extend(_parse_string(item, None, item))
+        elif isinstance(item, dict):
+            specs.append(_parse_dict(item, None))
+        else:
+            raise usage(item, f"a spec must be a string or a dict, not {type(item).__name__}")
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise ProbekitUsageError(
+                f"two slices are named {spec.name!r} ({_show(seen[spec.name])} and {_show(spec.source)}); "
+                "name them apart with 'NAME: SPEC' or a dict's 'name'.")
+        seen[spec.name] = spec.source
+    return specs
+
+
+# -- matching against a pool -----------------------------------------------------------
+def need_column(pool: "Pool", column: str, spec: SliceSpec) -> None:
+    if column not in pool.columns:
+        raise ProbekitUsageError(f"slice {spec.name!r} uses column {column!r}, which the pool does not have; "
+                                 f"columns: {', '.join(pool.columns)}.")
+
+
+def nothing(spec: SliceSpec, why: str = "") -> ProbekitUsageError:
+    return ProbekitUsageError(f"slice {spec.name!r} matches no example of the pool{why}.")
+
+
+def _number(value: Any, clause: Clause, spec: SliceSpec) -> float:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return float(value.strip().lower() == "true")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ProbekitUsageError(f"slice {spec.name!r}: column {clause.column!r} holds numbers, "
+                                 f"but {value!r} in {str(clause)!r} is not a number.") from None
+
+
+def where_mask(pool: "Pool", clauses: tuple, spec: SliceSpec) -> np.ndarray:
+    """[N] bool: the rows matching every clause (missing values never match)."""
+    mask = np.ones(len(pool), dtype=bool)
+    for clause in clauses:
+        need_column(pool, clause.column, spec)
+        col = pool.column(clause.column)
+        values = clause.value if clause.op in ("in", "not in") else (clause.value,)
+        if col.dtype.kind in "biuf":
+            x = col.astype(np.float64)
+            v = np.array([_number(value, clause, spec) for value in values])
+            present = ~np.isnan(x)
+        else:
+            cells = col.tolist()
+            if any(isinstance(c, (list, tuple, dict, np.ndarray)) for c in cells):
+                raise ProbekitUsageError(f"slice {spec.name!r}: column {clause.column!r} holds lists or "
+                                         "records; a clause compares numbers or text.")
+            present = np.array([c is not None and not (isinstance(c, float) and c != c) for c in cells])
+            x = np.array([str(c) if p else "" for c, p in zip(cells, present)], dtype=object)
+            v = np.array([_fmt(value) if isinstance(value, bool) else str(value) for value in values], dtype=object)
+        if clause.op == "in":
+            hit = np.isin(x, v)
+        elif clause.op == "not in":
+            hit = ~np.isin(x, v)
+        else:
+            hit = {"=": np.equal, "!=": np.not_equal, ">": np.greater, ">=": np.greater_equal,
+                   "<": np.less, "<=": np.less_equal}[clause.op](x, v[0]).astype(bool)
+        mask &= hit & present
+    return mask
+
+
+def id_rows(pool: "Pool", ids: tuple, spec: SliceSpec) -> np.ndarray:
+    """Positions of the listed ids (every id must be in the pool)."""
+    try:
+        return np.unique(pool.index_of(list(ids)))
+    except ProbekitUsageError as exc:
+        raise ProbekitUsageError(f"slice {spec.name!r}: {exc}") from None
+
+
+def member_rows(pool: "Pool", spec: SliceSpec) -> np.ndarray:
+    """[m] sorted positions of a "where" or "ids" slice; an empty slice is an error."""
+    rows = id_rows(pool, spec.ids, spec) if spec.kind == "ids" else np.flatnonzero(where_mask(pool, spec.where, spec))
+    if rows.size == 0:
+        raise nothing(spec)
+    return rows
+
+
+def query_set(pool: "Pool", spec: SliceSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A query slice's pool rows (``(rows, None)``) or given vectors (``(None, [Q, d])``)."""
+    if spec.vectors is not None:
+        return None, spec.vectors
+    if spec.records:
+        keys = list(dict.fromkeys((pool.id_field, "id")))
+        key = next((k for k in keys if all(k in r for r in spec.records)), None)
+        if key is None:
+            raise ProbekitUsageError(
+                f"slice {spec.name!r}: query rows need an 'embedding' or an id under {' or '.join(map(repr, keys))}; "
+                f"first row's keys: {sorted(spec.records[0])}.")
+        return id_rows(pool, tuple(str(r[key]) for r in spec.records), spec), None
+    if spec.ids:
+        return id_rows(pool, spec.ids, spec), None
+    rows = np.flatnonzero(where_mask(pool, spec.where, spec))
+    if rows.size == 0:
+        raise nothing(spec)
+    return rows, None
