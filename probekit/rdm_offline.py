@@ -18,7 +18,7 @@ import numpy as np
 
 from probekit.errors import ProbekitUsageError, ProbekitWarning
 from probekit.rdm import as_float64_array, check_rdm_params
-from probekit.spectral import loadings_from_coef, spectral_stats, window_dof
+from probekit.spectral import RDMStats, loadings_from_coef, spectral_stats, window_dof
 
 __all__ = ["RDMSeries", "rdm_series", "as_loss_matrix", "window_stats"]
 
@@ -234,8 +234,6 @@ def window_stats(
     parameter draws around one checkpoint); equal to the last entry of
     ``rdm_series(records, window=len(records))``.
     """
-    from probekit.spectral import RDMStats
-
     x = as_loss_matrix(records, owner="window_stats")
     w, n = x.shape
     check_rdm_params("window_stats", w, 1, detrend, top_k)

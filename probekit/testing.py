@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
-from probekit.params import AnyOf, Interval, Options
+from probekit.params import Interval
 
 __all__ = ["CHECKS", "check_selector", "make_test_pool"]
 

@@ -54,11 +54,10 @@ Every probe carries its slice's label (``Ranking.slices``): the slice name,
 """
 from __future__ import annotations
 
-import heapq
 import math
 import numbers
 import warnings
-from collections import Counter, deque
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
@@ -68,182 +67,12 @@ from probekit.errors import ProbekitUsageError, ProbekitWarning
 from probekit.params import AnyOf, Interval, Options
 from probekit.selectors.base import Ranking, Selector
 from probekit.selectors.random_sampling import MISSING, stratum_labels
-from probekit.slice_spec import SliceSpec, member_rows, need_column, nothing, parse_slices, query_set
+from probekit.slice_rows import member_rows, need_column, nothing, query_set
+from probekit.slice_spec import SliceSpec, parse_slices
+from probekit.slice_streams import BiasStream, OrderStream, QueryStream, interleave
 
 if TYPE_CHECKING:
     from probekit.pool import Pool
-
-_CHUNK = 1 << 22  # similarity entries per chunk of the first FLMI pass (32 MiB of float64)
-_CACHE = 1 << 25  # the [N, Q] similarities are kept (float32, <= 128 MiB) when they fit here
-
-
-class _OrderStream:
-    """A fixed order of pool positions; items another slice took are skipped."""
-
-    def __init__(self, order: np.ndarray, labels: Callable[[int], str]) -> None:
-        self.order, self.label, self.pos = order, labels, 0
-
-    def peek(self, taken: np.ndarray) -> list[int] | None:
-        while self.pos < len(self.order) and taken[self.order[self.pos]]:
-            self.pos += 1
-        return [int(self.order[self.pos])] if self.pos < len(self.order) else None
-
-    def commit(self, unit: list[int]) -> None:
-        self.pos += 1
-
-
-class _BiasStream:
-    """Round robin over PROTECTED x LABEL strata; a counterfactual pair is one unit."""
-
-    def __init__(self, units: list[list[int]], stratum: np.ndarray, rng: np.random.Generator, name: str) -> None:
-        self.units, self.stratum, self.label = units, stratum, (lambda i: name)
-        groups: dict[tuple, list[int]] = {}
-        for u, rows in enumerate(units):  # a unit's signature: the strata it adds a probe to
-            groups.setdefault(tuple(sorted(int(stratum[r]) for r in rows)), []).append(u)
-        self.signatures = sorted(groups)
-        self.queues = [deque(np.asarray(groups[sig])[rng.permutation(len(groups[sig]))].tolist())
-                       for sig in self.signatures]
-        self.counts = [0] * (int(stratum.max()) + 1)  # probes per stratum so far
-        self._next = -1
-
-    def peek(self, taken: np.ndarray) -> list[int] | None:
-        best, counts = None, self.counts
-        for j, sig in enumerate(self.signatures):
-            queue = self.queues[j]
-            while queue and any(taken[r] for r in self.units[queue[0]]):
-                queue.popleft()  # another slice took a member: the unit cannot stay whole
-            if queue:
-                key = (max(counts[s] for s in sig), sum(counts[s] for s in sig), j)
-                best = key if best is None or key < best else best
-        if best is None:
-            return None
-        self._next = best[2]
-        rows = self.units[self.queues[self._next][0]]
-        return sorted(rows, key=lambda r: (counts[self.stratum[r]], self.stratum[r], r))
-
-    def commit(self, unit: list[int]) -> None:
-        self.queues[self._next].popleft()
-        for r in unit:
-            self.counts[self.stratum[r]] += 1
-
-
-class _QueryStream:
-    """Lazy greedy facility-location mutual information with a query set."""
-
-    BATCH = 32  # stale gains recomputed together: one small matrix product instead of 32
-
-    def __init__(self, x: np.ndarray, q: np.ndarray, similarity: str, eta: float, name: str) -> None:
-        self.label = lambda i: name
-        self.x, self.similarity, self.eta = x, similarity, eta  # x: [N, d] as embedded (float32)
-        q = np.asarray(q, dtype=np.float64)
-        self.cache: np.ndarray | None = None
-        self.x2 = np.einsum("ij,ij->i", x, x, dtype=np.float64)  # [N] squared norms
-        self.bandwidth = None
-        if similarity == "cosine":
-            norm = np.linalg.norm(q, axis=1, keepdims=True)
-            self.q = q / np.where(norm > 0, norm, 1.0)
-            self.scale = 1.0 / np.sqrt(np.where(self.x2 > 0, self.x2, np.inf))  # [N] 1 / |x|, 0 for x = 0
-        else:
-            self.q, self.q2 = q, (q * q).sum(1)
-            sample = np.arange(0, len(x), max(1, len(x) // 2048))  # a fixed subsample: deterministic
-            self.bandwidth = float(np.median(self._d2(sample))) or 1.0
-        self.best_q = np.zeros(len(self.q))  # [Q] max similarity to the chosen probes so far
-        self.r = np.empty(len(x))  # [N] max_q s(a, q): the modular eta term
-        bound = np.empty(len(x))  # [N] gain of each example given no probe
-        cache = np.empty((len(x), len(q)), dtype=np.float32) if len(x) * len(q) <= _CACHE else None
-        rows = max(1, _CHUNK // max(1, len(self.q)))
-        for start in range(0, len(x), rows):
-            s = self._sim(np.arange(start, min(start + rows, len(x))))
-            if cache is not None:
-                cache[start:start + rows] = s
-                s = cache[start:start + rows].astype(np.float64)  # what later steps will read
-            self.r[start:start + rows] = s.max(axis=1)
-            bound[start:start + rows] = s.sum(axis=1) + eta * self.r[start:start + rows]
-        self.cache = cache
-        self.heap = list(zip((-bound).tolist(), range(len(x))))
-        heapq.heapify(self.heap)
-        self.fresh = np.full(len(x), -1)  # the version a heap key was computed at
-        self.version = 0
-
-    def _d2(self, idx: np.ndarray) -> np.ndarray:
-        dots = self.x[idx].astype(np.float64) @ self.q.T
-        return np.maximum(self.x2[idx, None] + self.q2[None, :] - 2.0 * dots, 0.0)
-
-    def _sim(self, idx: np.ndarray) -> np.ndarray:
-        """[len(idx), Q] similarities of pool rows idx to the query set."""
-        if self.cache is not None:
-            return self.cache[idx].astype(np.float64)
-        if self.similarity == "cosine":
-            dots = self.x[idx].astype(np.float64) @ self.q.T
-            return np.clip(0.5 * (1.0 + dots * self.scale[idx, None]), 0.0, 1.0)
-        return np.exp(-self._d2(idx) / self.bandwidth)
-
-    def peek(self, taken: np.ndarray) -> list[int] | None:
-        heap = self.heap
-        while heap:
-            a = heap[0][1]
-            if taken[a]:
-                heapq.heappop(heap)
-            elif self.fresh[a] == self.version:
-                return [a]  # its exact gain beats every other upper bound (ties: lower index)
-            else:
-                batch = []
-                while heap and len(batch) < self.BATCH:
-                    b = heap[0][1]
-                    if taken[b]:
-                        heapq.heappop(heap)
-                    elif self.fresh[b] == self.version:
-                        break
-                    else:
-                        batch.append(heapq.heappop(heap)[1])
-                idx = np.asarray(batch)
-                gains = np.maximum(self._sim(idx) - self.best_q, 0.0).sum(axis=1) + self.eta * self.r[idx]
-                for g, b in zip(gains.tolist(), batch):
-                    heapq.heappush(heap, (-g, b))
-                self.fresh[idx] = self.version
-        return None
-
-    def commit(self, unit: list[int]) -> None:
-        heapq.heappop(self.heap)
-        self.best_q = np.maximum(self.best_q, self._sim(np.asarray(unit[:1]))[0])
-        self.version += 1
-
-
-def interleave(streams: list, shares: np.ndarray, n: int, size: int) -> tuple[list[int], list[str], list[int]]:
-    """Sequential apportionment of the streams' units: every prefix tracks ``shares``."""
-    taken = np.zeros(size, dtype=bool)
-    counts = [0] * len(streams)
-    out: list[int] = []
-    labels: list[str] = []
-    weights = [float(w) for w in shares]
-    last_open, p = None, {}
-    while len(out) < n:
-        units = [s.peek(taken) for s in streams]
-        open_ = [i for i, u in enumerate(units) if u]
-        if not open_:
-            break
-        if open_ != last_open:  # exhausted slices give their share back
-            w = [weights[i] for i in open_]
-            w = w if sum(w) > 0 else [1.0] * len(open_)
-            p, last_open = {i: wi / sum(w) for i, wi in zip(open_, w)}, open_
-        k = len(out) + 1
-        # The largest deficit at the unit's centre: a pair is placed so that its two places
-        # straddle the slice's target (for single probes, the usual largest deficit).
-        best, best_key = -1, None
-        for i in open_:
-            if p[i] > 0:
-                half = (len(units[i]) - 1) / 2
-                key = p[i] * (k + half) - counts[i] - half
-                if best_key is None or key > best_key:
-                    best, best_key = i, key
-        streams[best].commit(units[best])
-        for r in units[best][: n - len(out)]:  # a prefix may cut a pair only at its very end
-            taken[r] = True
-            out.append(r)
-            labels.append(streams[best].label(r))
-            counts[best] += 1
-    return out, labels, counts
-
 
 class ConcernSelector(Selector):
     """Concern-targeted probes: bias, rare-case and query-coverage slices from a declarative spec."""
@@ -326,7 +155,7 @@ class ConcernSelector(Selector):
             stream, fact = self._stream(spec, pool, rng, features)
             streams.append(stream)
             facts.append({"name": spec.name, "kind": spec.kind, **fact})
-        streams.append(_OrderStream(rngs[-1].permutation(len(pool)), lambda i: "background"))
+        streams.append(OrderStream(rngs[-1].permutation(len(pool)), lambda i: "background"))
         idx, labels, counts = interleave(streams, shares, n, len(pool))
         for fact, share, count in zip(facts, shares, counts):
             fact.update(share=round(float(share), 6), probes=count)
@@ -338,7 +167,7 @@ class ConcernSelector(Selector):
         name = spec.name
         if spec.kind in ("where", "ids"):
             rows = member_rows(pool, spec)
-            return _OrderStream(rng.permutation(rows), lambda i: name), {"examples": int(rows.size)}
+            return OrderStream(rng.permutation(rows), lambda i: name), {"examples": int(rows.size)}
         if spec.kind == "bias":
             return _bias_stream(spec, pool, rng)
         if spec.kind == "rare":
@@ -356,7 +185,7 @@ class ConcernSelector(Selector):
                           f"{self.max_query} defines the concern.", ProbekitWarning, stacklevel=4)
             q = q[np.sort(rng.choice(len(q), self.max_query, replace=False))]
             fact["query_used"] = self.max_query
-        stream = _QueryStream(x, q, self.similarity, float(self.eta), name)
+        stream = QueryStream(x, q, self.similarity, float(self.eta), name)
         fact.update(similarity=self.similarity, eta=float(self.eta))
         if stream.bandwidth is not None:
             fact["bandwidth"] = stream.bandwidth
@@ -378,7 +207,7 @@ def _codes(pool: "Pool", column: str) -> tuple[np.ndarray, np.ndarray]:
     return codes, values
 
 
-def _bias_stream(spec: SliceSpec, pool: "Pool", rng: np.random.Generator) -> tuple[_BiasStream, dict]:
+def _bias_stream(spec: SliceSpec, pool: "Pool", rng: np.random.Generator) -> tuple[BiasStream, dict]:
     columns = [c for c in (spec.protected, spec.label) if c is not None] + ([spec.pairs] if spec.pairs else [])
     for column in columns:
         need_column(pool, column, spec)
@@ -409,11 +238,11 @@ def _bias_stream(spec: SliceSpec, pool: "Pool", rng: np.random.Generator) -> tup
     strata = {f"{gv}/{yv}" if spec.label else str(gv): int(sizes[i * len(y_values) + j])
               for i, gv in enumerate(g_values) for j, yv in enumerate(y_values) if sizes[i * len(y_values) + j]}
     fact = {"examples": int(rows.size), "units": len(units), "strata": strata}
-    return _BiasStream(units, stratum, rng, spec.name), fact
+    return BiasStream(units, stratum, rng, spec.name), fact
 
 
 def _rare_stream(spec: SliceSpec, pool: "Pool", rng: np.random.Generator,
-                 features: Callable[[], np.ndarray]) -> tuple[_OrderStream, dict]:
+                 features: Callable[[], np.ndarray]) -> tuple[OrderStream, dict]:
     fact: dict[str, Any] = {}
     if spec.column is not None:
         need_column(pool, spec.column, spec)
@@ -437,7 +266,7 @@ def _rare_stream(spec: SliceSpec, pool: "Pool", rng: np.random.Generator,
     order = np.concatenate(orders)[np.lexsort((which, step))]
     fact.update(examples=int(order.size), values=len(strata),
                 rarest={str(v): sizes[v] for v in strata[:10]})
-    return _OrderStream(order, lambda i, v=values, name=spec.name: f"{name}={v[i]}"), fact
+    return OrderStream(order, lambda i, v=values, name=spec.name: f"{name}={v[i]}"), fact
 
 
 def _kmeans_sizes_ranked(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

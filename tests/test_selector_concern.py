@@ -154,7 +154,7 @@ def brute_force_flmi(x, q, n, similarity, eta):
 @pytest.mark.parametrize("similarity, eta", [("cosine", 1.0), ("cosine", 0.0), ("rbf", 1.0), ("rbf", 2.5)])
 def test_flmi_greedy_matches_brute_force(similarity, eta, cached, monkeypatch):
     if not cached:  # the path for N x |Q| beyond the cache budget
-        monkeypatch.setattr("probekit.selectors.concern._CACHE", 0)
+        monkeypatch.setattr("probekit.slice_streams.FLMI_CACHE", 0)
     rng = np.random.default_rng(5)
     x = rng.normal(size=(40, 4))
     q = rng.normal(size=(5, 4)) + 0.5

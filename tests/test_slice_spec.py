@@ -8,7 +8,8 @@ import pytest
 
 from probekit.errors import ProbekitUsageError
 from probekit.pool import Pool
-from probekit.slice_spec import Clause, member_rows, parse_slices, query_set, where_mask
+from probekit.slice_rows import member_rows, query_set, where_mask
+from probekit.slice_spec import Clause, parse_slices
 
 
 def one(spec):

@@ -27,12 +27,15 @@ is done (``scores``, ``exceedances``, ``alarms``, ``online``).
 from __future__ import annotations
 
 import numbers
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
 from probekit.params import Options, ParamsMixin
+
+if TYPE_CHECKING:  # online.py imports this module
+    from probekit.alarms.online import OnlineAlarm
 
 # Smallest positive normal float64: the floor under log() so that a zero value
 # maps to a large negative number (log(tiny) ~ -708) instead of -inf.
