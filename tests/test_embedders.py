@@ -454,7 +454,7 @@ def test_torch_text_field_and_scalar_column():
     (lambda b: b if len(b) == 7 else b[:, :15],  # 24 rows: batches of 7, 7, 7, 3
      r"same width d for every batch; it returned d = 15 for batch 3 but d = 16 for batch 0"),
     (lambda b: np.full((len(b), 2), "x"), "fn must return numbers; it returned dtype <U1"),
-    (lambda b: b * float("nan"), r"TorchModelEmbedder.embed gave NaN or inf features \(first at row 0\)"),
+    (lambda b: b * float("nan"), r"TorchModelEmbedder.embed gave NaN or inf features \(first at example '[^']+'\)"),
 ])
 def test_torch_bad_outputs(fn, match, pool):
     with pytest.raises(ProbekitUsageError, match=match):

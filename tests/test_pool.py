@@ -306,3 +306,24 @@ def test_rows_out_of_range():
         pool.rows([0, 4])
     with pytest.raises(ProbekitUsageError, match="Pool.rows needs a 1-D sequence of ints"):
         pool.rows([0.5])
+
+
+def test_fingerprint_of_number_lists_is_bytes_based_and_exact():
+    import pyarrow as pa
+
+    from probekit.pool import table_fingerprint
+
+    x = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    fixed = pa.table({"e": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 8)})
+    variable = pa.table({"e": pa.array(list(x))})
+    assert table_fingerprint(fixed) == table_fingerprint(variable)  # one list type or another
+    y = x.copy()
+    y[7, 3] = np.nextafter(y[7, 3], np.float32(1))  # one ulp
+    assert table_fingerprint(pa.table({"e": pa.array(list(y))})) != table_fingerprint(variable)
+    # The same flat values split into rows differently, or a null where a 0 was, differ.
+    assert table_fingerprint(pa.table({"e": pa.array([[1.0, 2.0], [3.0]])})) != \
+        table_fingerprint(pa.table({"e": pa.array([[1.0], [2.0, 3.0]])}))
+    assert table_fingerprint(pa.table({"e": pa.array([[1.0, None], None])})) != \
+        table_fingerprint(pa.table({"e": pa.array([[1.0, 0.0], None])}))
+    assert table_fingerprint(pa.table({"e": pa.array([[1.0], None])})) != \
+        table_fingerprint(pa.table({"e": pa.array([[1.0], []])}))

@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
           f"probekit {prov.probekit_version}, schema {prov.schema_version}, content {probes.content_hash[:12]}")
     if probes.slices is not None:
         counts = Counter(s if s is not None else "(none)" for s in probes.slices)
-        print("  slices: " + ", ".join(f"{k} {v} ({100 * v / len(probes):.0f}%)" for k, v in counts.most_common()))
+        shown = ", ".join(f"{k} {v} ({100 * v / len(probes):.0f}%)" for k, v in counts.most_common(20))
+        more = f", ... and {len(counts) - 20} more labels" if len(counts) > 20 else ""
+        print(f"  slices ({len(counts)} labels): {shown}{more}")
     if probes.scores is not None:
         s = np.asarray(probes.scores)
         print(f"  scores: min {np.nanmin(s):.4g}, median {np.nanmedian(s):.4g}, max {np.nanmax(s):.4g}")

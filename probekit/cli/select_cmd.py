@@ -99,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
         print("  " + ", ".join(f"{k}={v}" for k, v in info.items()))
     if probes.slices is not None:
         counts = Counter(s if s is not None else "(none)" for s in probes.slices)
-        print("  slices: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+        shown = ", ".join(f"{k} {v}" for k, v in counts.most_common(10))
+        more = f", ... ({len(counts) - 10} more labels; see probekit inspect)" if len(counts) > 10 else ""
+        print(f"  slices: {shown}{more}")
     print(f"  first probes: {', '.join(probes.ids[:5])}{' ...' if len(probes) > 5 else ''}")
     print(f"wrote {out}")
     return 0

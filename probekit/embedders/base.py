@@ -26,14 +26,14 @@ class Embedder(ParamsMixin, ABC):
     def embed(self, pool: "Pool") -> np.ndarray:
         validate(type(self).__name__, self.get_params(), self._constraints)
         features = self._embed(pool)
-        return check_features(features, len(pool), owner=f"{type(self).__name__}.embed")
+        return check_features(features, len(pool), owner=f"{type(self).__name__}.embed", ids=pool.ids)
 
     @abstractmethod
     def _embed(self, pool: "Pool") -> np.ndarray:
         """[N, d] features of the pool rows."""
 
 
-def check_features(features: Any, n_rows: int, owner: str) -> np.ndarray:
+def check_features(features: Any, n_rows: int, owner: str, ids: Any = None) -> np.ndarray:
     """Contiguous finite float32 [n_rows, d], or a one-line error saying what is wrong."""
     x = np.asarray(features)
     if x.ndim != 2 or x.shape[0] != n_rows or x.shape[1] == 0:
@@ -47,7 +47,10 @@ def check_features(features: Any, n_rows: int, owner: str) -> np.ndarray:
     bad = ~np.isfinite(x)
     if bad.any():
         row = int(np.nonzero(bad.any(axis=1))[0][0])
-        raise ProbekitUsageError(f"{owner} gave NaN or inf features (first at row {row}).")
+        # Name the example by id: selectors see the pool in id order, so a row
+        # number would not match the user's file.
+        where = f"example {ids[row]!r}" if ids is not None else f"row {row}"
+        raise ProbekitUsageError(f"{owner} gave NaN or inf features (first at {where}).")
     return x
 
 
