@@ -274,7 +274,7 @@ def test_nan_embeddings():
     x[7, 2] = np.nan
     bad = Pool.from_dict({"id": [f"r{i:02d}" for i in range(20)], "embedding": x.tolist()}, id_field="id")
     with pytest.raises(ProbekitUsageError, match=r"^ClusterSelector cannot cluster the 'embedding_field' "
-                                                 r"column 'embedding': .*NaN or inf .*row 7"):
+                                                 r"column 'embedding': .*NaN or inf .*example 'r07'"):
         ClusterSelector(n_clusters=3).select(bad, 3)
 
 
