@@ -340,6 +340,13 @@ def _badge_batch(model, lin, loss_fn, fixed, args, targets, a, b, owner, check) 
     return ((g @ a) * (h @ b)).sum(1) / math.sqrt(a.shape[1])  # [B, dim]
 
 
+def _batches(n: int, batch_size: int, desc: str):
+    """Batch starts with a progress bar (shown only on a terminal, gone when done)."""
+    from tqdm import tqdm
+
+    return tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=None, leave=False)
+
+
 def gradient_sketches(
     model: Any,
     inputs: Any,
@@ -386,7 +393,7 @@ def gradient_sketches(
         w = lin.weight
         a, b = _badge_factors(seed, name, w.shape[0], w.shape[1] + (lin.bias is not None), dim,
                               w.dtype, w.device)
-        for lo in range(0, n, batch_size):
+        for lo in _batches(n, batch_size, "BADGE sketches"):
             hi = min(lo + batch_size, n)
             s = _badge_batch(model, lin, loss_fn, fixed, tuple(x[lo:hi] for x in args),
                              targets[lo:hi], a, b, owner, check=lo == 0)
@@ -396,7 +403,7 @@ def gradient_sketches(
     theta = {k: fixed[k] for k, _ in chosen}
     project = _Projector(chosen, dim, seed)
     per_sample = _per_sample_fn(model, loss_fn, fixed)
-    for lo in range(0, n, batch_size):
+    for lo in _batches(n, batch_size, "gradient sketches"):
         hi = min(lo + batch_size, n)
         xb, yb = tuple(x[lo:hi] for x in args), targets[lo:hi]
         if lo == 0:  # a plain forward first: a reduced loss fails here with a clear message

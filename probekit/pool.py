@@ -182,13 +182,17 @@ def _read_file(p: Path, kind: str) -> Any:
         "parquet": datasets.Dataset.from_parquet,
         "arrow": datasets.Dataset.from_file,
     }[kind]
-    # datasets draws a "Generating train split" bar for every file it converts;
-    # probekit's commands report their own progress, so hush it for this call
-    # only and leave the user's setting as it was.
+    # datasets draws a "Generating train split" bar for every file it converts:
+    # worth seeing on a terminal for a large file, noise in logs and tests. Hush
+    # it when stderr is not a terminal, for this call only, and leave the
+    # user's setting as it was.
+    import sys
+
     from datasets.utils import logging as ds_logging
 
     was_enabled = ds_logging.is_progress_bar_enabled()
-    ds_logging.disable_progress_bar()
+    if not sys.stderr.isatty():
+        ds_logging.disable_progress_bar()
     try:
         return loader(str(p))
     finally:

@@ -95,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"selected {len(probes)} of {len(pool)} examples from {pool.name} with {selector!r}, "
           f"seed {args.seed}, in {elapsed:.1f} s")
     info = {k: v for k, v in probes.provenance.info.items() if k not in ("pool", "pool_id_field")}
-    if info:
-        print("  " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    scalars = {k: v for k, v in info.items() if not isinstance(v, (dict, list))}
+    if scalars:
+        print("  " + ", ".join(f"{k}={v}" for k, v in scalars.items()))
+    if len(scalars) < len(info):
+        print(f"  (more in the provenance: {', '.join(k for k in info if k not in scalars)}; see probekit inspect)")
     if probes.slices is not None:
         counts = Counter(s if s is not None else "(none)" for s in probes.slices)
         shown = ", ".join(f"{k} {v}" for k, v in counts.most_common(10))

@@ -126,7 +126,10 @@ class TorchModelEmbedder(Embedder):
             if module is not None:
                 module.eval()
             with torch.no_grad():
-                for start in range(0, len(order), self.batch_size):
+                from tqdm import tqdm
+
+                starts = range(0, len(order), self.batch_size)
+                for start in tqdm(starts, desc="torch embed", unit="batch", disable=None, leave=False):
                     rows = order[start:start + self.batch_size]
                     if isinstance(inputs, list):
                         batch = [inputs[i] for i in rows]
