@@ -42,6 +42,7 @@ from torch.func import functional_call, vmap
 from probekit.errors import ProbekitUsageError, ProbekitWarning
 from probekit.params import AnyOf, Interval, validate
 from probekit.rdm_offline import window_stats
+from probekit.torch_params import choose_parameters
 
 __all__ = ["gaussian_draws", "gaussian_loss_matrix", "gaussian_rdm"]
 
@@ -53,41 +54,6 @@ _DRAW_PARAMS = {
     "relative": bool,
 }
 _EVAL_PARAMS = {"chunk_size": AnyOf(None, Interval(int, 1, None)), "include_center": bool}
-_MAX_LISTED = 20  # names shown when an unknown parameter name is given
-
-
-def _select(owner: str, model: Any, params: Any) -> list[tuple[str, torch.Tensor]]:
-    """The (name, parameter) pairs to perturb, in model order."""
-    named = dict(model.named_parameters())
-    if params is None:
-        chosen = [(k, p) for k, p in named.items() if p.requires_grad]
-        if not chosen:
-            raise ProbekitUsageError(
-                f"{owner} found no parameters with requires_grad in the model; "
-                "name the ones to perturb with 'params'."
-            )
-        return chosen
-    if not isinstance(params, (list, tuple)) or not all(isinstance(x, str) for x in params):
-        raise ProbekitUsageError(
-            f"The 'params' parameter of {owner} must be None or a list of parameter names. "
-            f"Got {params!r} instead."
-        )
-    if not params:
-        raise ProbekitUsageError(
-            f"The 'params' parameter of {owner} must name at least one parameter "
-            "(None perturbs every trainable one). Got an empty list instead."
-        )
-    unknown = [x for x in params if x not in named]
-    if unknown:
-        shown = ", ".join(list(named)[:_MAX_LISTED])
-        more = f", ... ({len(named)} in all)" if len(named) > _MAX_LISTED else ""
-        raise ProbekitUsageError(
-            f"{owner} got unknown parameter name(s) {', '.join(map(repr, unknown))}. "
-            f"Available: {shown}{more}."
-        )
-    wanted = set(params)
-    # Model order, not list order: the draws must not depend on how names are listed.
-    return [(k, p) for k, p in named.items() if k in wanted]
 
 
 def _scales(chosen: list[tuple[str, torch.Tensor]], sigma: float, relative: bool,
@@ -142,7 +108,7 @@ def gaussian_draws(
     owner = "gaussian_draws"
     validate(owner, dict(model=model, sigma=sigma, n_draws=n_draws, seed=seed, relative=relative),
              _DRAW_PARAMS)
-    chosen = _select(owner, model, params)
+    chosen = choose_parameters(owner, model, params)
     return _offsets(chosen, _scales(chosen, sigma, relative, 3), seed, 0, n_draws)
 
 
@@ -181,7 +147,7 @@ def _evaluate(owner, model, inputs, targets, loss_fn, sigma, n_draws, seed, chun
         )
     args = _as_args(owner, inputs)
     n = args[0].shape[0]
-    chosen = _select(owner, model, params)
+    chosen = choose_parameters(owner, model, params)
     scales = _scales(chosen, sigma, relative, 4)
     fixed = {k: p.detach() for k, p in model.named_parameters()}
     fixed.update({k: b.clone() for k, b in model.named_buffers()})  # clones: see module doc

@@ -59,6 +59,7 @@ from torch.func import functional_call, grad, vmap
 
 from probekit.errors import ProbekitUsageError
 from probekit.params import AnyOf, Interval, Options, validate
+from probekit.torch_params import choose_parameters
 
 __all__ = ["badge_projection_matrix", "gradient_sketches", "per_sample_gradients", "projection_matrix"]
 
@@ -134,7 +135,7 @@ def projection_matrix(model: Any, *, dim: int = 256, seed: int = 0,
     validate("projection_matrix", {"model": model, "dim": dim, "seed": seed},
              {k: _PARAMS[k] for k in ("model", "dim", "seed")})
     out = {}
-    for name, p in _chosen("projection_matrix", model, params):
+    for name, p in choose_parameters("projection_matrix", model, params):
         blocks = [_gaussian_chunk(seed, name, c, hi - lo, dim, p.dtype, p.device)
                   for c, lo, hi in _chunks(p.numel())]
         out[name] = torch.cat(blocks)
@@ -165,32 +166,6 @@ def badge_projection_matrix(model: Any, *, dim: int = 256, seed: int = 0,
 
 
 # -- inputs and checks -----------------------------------------------------------------
-def _chosen(owner: str, model: torch.nn.Module, params: Any) -> list[tuple[str, torch.Tensor]]:
-    """(name, parameter) pairs to differentiate, in model order."""
-    named = dict(model.named_parameters())
-    if params is None:
-        chosen = [(k, p) for k, p in named.items() if p.requires_grad]
-        if not chosen:
-            raise ProbekitUsageError(
-                f"{owner} found no parameters with requires_grad in the model; name them with 'params'."
-            )
-        return chosen
-    if isinstance(params, str) or not isinstance(params, (list, tuple)) or not params \
-            or not all(isinstance(x, str) for x in params):
-        raise ProbekitUsageError(
-            f"The 'params' parameter of {owner} must be None or a non-empty list of parameter "
-            f"names. Got {params!r} instead."
-        )
-    unknown = [x for x in params if x not in named]
-    if unknown:
-        shown = ", ".join(list(named)[:20]) + (f", ... ({len(named)} in all)" if len(named) > 20 else "")
-        raise ProbekitUsageError(
-            f"{owner} got unknown parameter name(s) {', '.join(map(repr, unknown))}. Available: {shown}."
-        )
-    wanted = set(params)
-    return [(k, p) for k, p in named.items() if k in wanted]
-
-
 def _badge_layer(owner: str, model: torch.nn.Module, layer: str | None) -> tuple[str, torch.nn.Linear]:
     linears = [(k, m) for k, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     if layer is None:
@@ -296,7 +271,7 @@ def per_sample_gradients(model: Any, inputs: Any, targets: Any, loss_fn: Callabl
     _check_loss_fn(owner, loss_fn)
     args = _as_args(owner, inputs)
     _check_targets(owner, targets, args[0].shape[0])
-    chosen = _chosen(owner, model, params)
+    chosen = choose_parameters(owner, model, params)
     fixed = _state(model)
     theta = {k: fixed[k] for k, _ in chosen}
     try:
@@ -399,7 +374,7 @@ def gradient_sketches(
                              targets[lo:hi], a, b, owner, check=lo == 0)
             out[lo:hi] = s.detach().to("cpu", torch.float32).numpy()
         return out
-    chosen = _chosen(owner, model, params)
+    chosen = choose_parameters(owner, model, params)
     theta = {k: fixed[k] for k, _ in chosen}
     project = _Projector(chosen, dim, seed)
     per_sample = _per_sample_fn(model, loss_fn, fixed)

@@ -83,6 +83,16 @@ class Selector(ParamsMixin, ABC):
     def _check_params(self, pool: "Pool") -> None:
         """Cross-parameter and pool-dependent checks (columns exist, ...); raise usage errors."""
 
+    def _require_columns(self, pool: "Pool", *param_names: str, hint: str = "") -> None:
+        """Each named parameter that holds a column name must name a column of the pool."""
+        for name in param_names:
+            column = getattr(self, name)
+            if column is not None and column not in pool.columns:
+                raise ProbekitUsageError(
+                    f"The {name!r} parameter of {type(self).__name__} names column {column!r}, which the "
+                    f"pool does not have; columns: {', '.join(pool.columns)}{hint}."
+                )
+
     @classmethod
     def example(cls) -> "Selector":
         """An instance that works on ``probekit.testing.make_test_pool()`` (conformance suite)."""

@@ -202,13 +202,7 @@ class ClusterSelector(Selector):
         return cls(n_clusters=24, embedding_field="embedding")
 
     def _check_params(self, pool: "Pool") -> None:
-        for name in ("embedding_field", "text_field"):
-            column = getattr(self, name)
-            if column is not None and column not in pool.columns:
-                raise ProbekitUsageError(
-                    f"The {name!r} parameter of ClusterSelector names column {column!r}, "
-                    f"which the pool does not have; columns: {', '.join(pool.columns)}."
-                )
+        self._require_columns(pool, "embedding_field", "text_field")
         if self.n_clusters != "auto" and self.n_clusters > len(pool):
             raise ProbekitUsageError(
                 f"The 'n_clusters' parameter of ClusterSelector must be at most the number of examples "

@@ -205,13 +205,7 @@ class GradientSelector(Selector):
 
     def _check_params(self, pool: "Pool") -> None:
         owner = type(self).__name__
-        for name in ("target_field", "input_field"):
-            column = getattr(self, name)
-            if column is not None and column not in pool.columns:
-                raise ProbekitUsageError(
-                    f"The {name!r} parameter of {owner} names column {column!r}, which the pool "
-                    f"does not have; columns: {', '.join(pool.columns)}."
-                )
+        self._require_columns(pool, "target_field", "input_field")
         if self.input_field is not None and (self.text_field or self.embedding_field) is not None:
             raise ProbekitUsageError(
                 f"The 'text_field' and 'embedding_field' parameters of {owner} choose the automatic "

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from probekit.apportionment import apportion
-from probekit.errors import ProbekitUsageError
 from probekit.params import AnyOf, Options
 from probekit.selectors.base import Ranking, Selector
 
@@ -53,11 +52,7 @@ class RandomSelector(Selector):
         self.mode = mode
 
     def _check_params(self, pool: "Pool") -> None:
-        if self.stratify is not None and self.stratify not in pool.columns:
-            raise ProbekitUsageError(
-                f"The 'stratify' parameter of RandomSelector names column {self.stratify!r}, "
-                f"which the pool does not have; columns: {', '.join(pool.columns)}."
-            )
+        self._require_columns(pool, "stratify")
 
     def _rank(self, pool: "Pool", n: int, seed: int) -> Ranking:
         rng = np.random.default_rng(seed)

@@ -133,12 +133,8 @@ class ResponseSelector(Selector):
         self.max_records = max_records
 
     def _check_params(self, pool: "Pool") -> None:
-        if self.losses_file is None and self.trajectory_field not in pool.columns:
-            raise ProbekitUsageError(
-                f"The 'trajectory_field' parameter of ResponseSelector names column {self.trajectory_field!r}, "
-                f"which the pool does not have; columns: {', '.join(pool.columns)} "
-                "(or pass losses_file=<pilot .npz>)."
-            )
+        if self.losses_file is None:
+            self._require_columns(pool, "trajectory_field", hint=" (or pass losses_file=<pilot .npz>)")
 
     # -- reading the pilot --------------------------------------------------------
     def _from_column(self, pool: "Pool") -> np.ndarray:

@@ -31,13 +31,7 @@ from probekit.testing import CHECKS, make_test_pool
 N, N_IN, N_CLASSES = 13, 5, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matrices: intra-op threads only spin, and on 2 shared cores they cost 20x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -439,8 +433,10 @@ def test_sketch_errors():
         projection_matrix(model, dim=0)
     with pytest.raises(ProbekitUsageError, match="'seed' parameter of badge_projection_matrix must be an int"):
         badge_projection_matrix(model, seed=-1)
-    with pytest.raises(ProbekitUsageError, match="'params' parameter of per_sample_gradients must be None or a non-empty list"):
+    with pytest.raises(ProbekitUsageError, match="'params' parameter of per_sample_gradients must name at least one parameter"):
         per_sample_gradients(model, x, y, ce, params=[])
+    with pytest.raises(ProbekitUsageError, match="'params' parameter of per_sample_gradients must be None or a list of parameter names"):
+        per_sample_gradients(model, x, y, ce, params="0.weight")
     frozen = make_mlp().requires_grad_(False)
     with pytest.raises(ProbekitUsageError, match="found no parameters with requires_grad"):
         gradient_sketches(frozen, x, y, ce)

@@ -1,0 +1,48 @@
+"""Choosing which of a torch model's parameters an operation touches.
+
+Shared by the Gaussian 2RDM (parameters to perturb) and the gradient sketches
+(parameters to differentiate): the same ``params`` argument, the same errors.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from probekit.errors import ProbekitUsageError
+
+MAX_LISTED = 20  # names shown when an unknown parameter name is given
+
+
+def choose_parameters(owner: str, model: torch.nn.Module, params: Any) -> list[tuple[str, torch.Tensor]]:
+    """(name, parameter) pairs in model order: every trainable one, or those ``params`` names.
+
+    Model order, not list order: results (noise draws, projections) must not
+    depend on how the names happen to be listed.
+    """
+    named = dict(model.named_parameters())
+    if params is None:
+        chosen = [(k, p) for k, p in named.items() if p.requires_grad]
+        if not chosen:
+            raise ProbekitUsageError(
+                f"{owner} found no parameters with requires_grad in the model; name them with 'params'."
+            )
+        return chosen
+    if isinstance(params, str) or not isinstance(params, (list, tuple)) or not all(isinstance(x, str) for x in params):
+        raise ProbekitUsageError(
+            f"The 'params' parameter of {owner} must be None or a list of parameter names. Got {params!r} instead."
+        )
+    if not params:
+        raise ProbekitUsageError(
+            f"The 'params' parameter of {owner} must name at least one parameter "
+            "(None takes every trainable one). Got an empty list instead."
+        )
+    unknown = [x for x in params if x not in named]
+    if unknown:
+        shown = ", ".join(list(named)[:MAX_LISTED])
+        more = f", ... ({len(named)} in all)" if len(named) > MAX_LISTED else ""
+        raise ProbekitUsageError(
+            f"{owner} got unknown parameter name(s) {', '.join(map(repr, unknown))}. Available: {shown}{more}."
+        )
+    wanted = set(params)
+    return [(k, p) for k, p in named.items() if k in wanted]
