@@ -87,6 +87,14 @@ def test_parse_value():
         (["select", "--strategy", "random", "--data", "{empty}"], r"empty|no rows|no data", 2),
         (["select", "--strategy", "random", "--data", "builtin:digitz"], r"Unknown built-in pool 'digitz'\. Did you mean: digits\?", 2),
         (["select", "--strategy", "random", "--out", "{out_txt}"], r"--out must name a \.parquet file", 2),
+        (["select", "--strategy", "cluster", "--n", "5", "--data", "{ragged}", "--embedding-field", "emb"],
+         r"embedding column 'emb' must have one length for every row; found lengths 2 to 3", 2),
+        (["select", "--strategy", "cluster", "--n", "5", "--data", "{ragged}", "--embedding-field", "nope"],
+         r"'embedding_field' parameter of ClusterSelector names column 'nope'", 2),
+        (["select", "--strategy", "concern", "--data", "builtin:toy-text", "--slice", "topic=knitting"],
+         r"slice 'topic=knitting' matches no example of the pool", 2),
+        (["select", "--strategy", "concern", "--data", "builtin:toy-text", "--slice", "bias:"],
+         r"slice spec 'bias:' is not understood", 2),
         (["export", "{probes}", "--format", "xml"], r"--format must be one of jsonl, csv, datasets, npy, lm-eval", 2),
         (["export", "{probes}", "--format", "lm-eval"], r"--format lm-eval needs --task", 2),
         (["inspect", "{bogus_parquet}"], r"is not a probe-set file", 1),
@@ -96,12 +104,14 @@ def test_errors_are_one_line_with_exit_codes_and_no_output(tmp_path, capsys, mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "bogus.parquet").write_bytes(b"PAR1 not really")
+    (tmp_path / "ragged.jsonl").write_text("".join(
+        json.dumps({"id": f"r{i}", "emb": [0.5] * (2 + i % 2)}) + "\n" for i in range(12)))
     assert main(["select", "--strategy", "random", "--n", "5", "--out", str(tmp_path / "probes.parquet")]) == 0
     capsys.readouterr()
     before = sorted(p.name for p in tmp_path.iterdir())
     fill = {"missing": str(tmp_path / "missing.jsonl"), "empty": str(tmp_path / "empty.jsonl"),
             "out_txt": str(tmp_path / "p.txt"), "probes": str(tmp_path / "probes.parquet"),
-            "bogus_parquet": str(tmp_path / "bogus.parquet")}
+            "bogus_parquet": str(tmp_path / "bogus.parquet"), "ragged": str(tmp_path / "ragged.jsonl")}
     assert main([a.format(**fill) for a in argv]) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(match, err[0]), err
