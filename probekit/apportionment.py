@@ -41,20 +41,37 @@ def apportion(
     runs out hands its share to the others: from then on the rule runs over the
     strata still open, with shares renormalised among them. Returns the items
     and, for each, the key of the stratum it came from.
+
+    The chairman rule is applied to all open strata at once with numpy (the same
+    arithmetic as ``chairman_next``), so a column with thousands of values costs
+    milliseconds per thousand probes, not a Python loop over strata per probe.
     """
     keys = sorted(orders, key=str)
-    taken = {s: 0 for s in keys}
-    out: list = []
-    labels: list = []
-    while len(out) < n:
-        open_ = [s for s in keys if taken[s] < len(orders[s])]
-        if not open_:
-            break
-        total = sum(shares[s] for s in open_)
-        open_shares = [shares[s] / total for s in open_]
-        counts = [taken[s] for s in open_]
-        best = open_[chairman_next(open_shares, counts, sum(counts) + 1)]
-        out.append(orders[best][taken[best]])
-        labels.append(best)
+    sizes = np.array([len(orders[s]) for s in keys], dtype=np.int64)
+    weights = np.array([float(shares[s]) for s in keys])
+    taken = np.zeros(len(keys), dtype=np.int64)
+    total = int(min(n, sizes.sum()))
+    out = np.empty(total, dtype=np.int64)
+    picked = np.empty(total, dtype=np.int64)
+    open_idx = np.flatnonzero(taken < sizes)
+    for step in range(total):
+        if step == 0 or taken[picked[step - 1]] == sizes[picked[step - 1]]:
+            open_idx = np.flatnonzero(taken < sizes)  # the open set changes only on exhaustion
+            open_shares = weights[open_idx] / weights[open_idx].sum()
+            m = len(open_idx)
+            d = 1.0 / (2 * m - 2) if m > 1 else 0.0
+        counts = taken[open_idx]
+        if m == 1:
+            j = 0
+        else:
+            lag = open_shares * (int(counts.sum()) + 1) - counts
+            eligible = lag >= d - 1e-9
+            if not eligible.any():
+                eligible[:] = True
+            deadline = np.where(eligible, (1.0 - d - lag) / open_shares, np.inf)
+            j = int(np.argmin(deadline))  # first minimum: ties to the lower index
+        best = open_idx[j]
+        out[step] = orders[keys[best]][taken[best]]
+        picked[step] = best
         taken[best] += 1
-    return np.asarray(out, dtype=np.int64), labels
+    return out, [keys[b] for b in picked]

@@ -58,6 +58,17 @@ def _check_task(task: Any, owner: str) -> None:
 
 
 # -- exporters ------------------------------------------------------------------
+def _json_safe(value: Any) -> Any:
+    """NaN and +-inf become null: JSONL is strict JSON (the same rule as for scores)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def to_jsonl(ps: ProbeSet, path: str | os.PathLike, pool: "Pool | None" = None) -> None:
     """One line per probe; with ``pool``, the example row under ``"example"``."""
     _check(ps, "to_jsonl")
@@ -74,7 +85,7 @@ def to_jsonl(ps: ProbeSet, path: str | os.PathLike, pool: "Pool | None" = None) 
                 score = float(ps.scores[rank])
                 record["score"] = score if math.isfinite(score) else None
             if examples is not None:
-                record["example"] = examples[rank]
+                record["example"] = _json_safe(examples[rank])
             fh.write(canonical_json(record, allow_nan=False) + "\n")
 
 

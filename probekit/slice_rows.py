@@ -55,8 +55,14 @@ def where_mask(pool: "Pool", clauses: tuple, spec: SliceSpec) -> np.ndarray:
                 raise ProbekitUsageError(f"slice {spec.name!r}: column {clause.column!r} holds lists or "
                                          "records; a clause compares numbers or text.")
             present = np.array([c is not None and not (isinstance(c, float) and c != c) for c in cells])
-            x = np.array([str(c) if p else "" for c, p in zip(cells, present)], dtype=object)
-            v = np.array([_fmt(value) if isinstance(value, bool) else str(value) for value in values], dtype=object)
+            # Booleans read as true/false whatever the column type (a bool column with a
+            # missing value arrives as objects), and so do the spec's values against them.
+            booleans = any(isinstance(c, (bool, np.bool_)) for c in cells)
+            x = np.array([(_fmt(bool(c)) if isinstance(c, (bool, np.bool_)) else str(c)) if p else ""
+                          for c, p in zip(cells, present)], dtype=object)
+            v = np.array([_fmt(value) if isinstance(value, bool)
+                          else (str(value).strip().lower() if booleans and str(value).strip().lower()
+                                in ("true", "false") else str(value)) for value in values], dtype=object)
         if clause.op == "in":
             hit = np.isin(x, v)
         elif clause.op == "not in":

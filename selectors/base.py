@@ -22,7 +22,9 @@ pool; everything else (validation, provenance, the ProbeSet) happens here.
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
@@ -60,9 +62,21 @@ def describe_param(value: Any) -> Any:
         return f"<array shape={list(value.shape)} dtype={value.dtype}>"
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     name = getattr(value, "__qualname__", None) or type(value).__qualname__
     module = getattr(value, "__module__", None) or type(value).__module__
     return f"<{module}.{name}>"
+
+
+def _pool_source(pool: "Pool") -> str:
+    """Where the pool came from, as an absolute path when it is a file (inspect and
+    export reload it from there, whatever directory they run in)."""
+    name = pool.name
+    if name.startswith("builtin:") or name.startswith("<"):
+        return name
+    path = Path(name)
+    return str(path.resolve()) if path.exists() else name
 
 
 class Selector(ParamsMixin, ABC):
@@ -125,7 +139,7 @@ class Selector(ParamsMixin, ABC):
         return ProbeSet.from_indices(
             pool, order[idx], strategy=self.name, params=self.provenance_params(),
             seed=int(seed), slices=slices, scores=scores,
-            info={"pool": pool.name, "pool_id_field": pool.id_field, **describe_param(ranking.info)},
+            info={"pool": _pool_source(pool), "pool_id_field": pool.id_field, **describe_param(ranking.info)},
         )
 
     def provenance_params(self) -> dict[str, Any]:

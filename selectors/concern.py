@@ -10,9 +10,12 @@ budget:
   random examples of the whole pool, a reference for the population's loss
   dynamics. The slices are interleaved by a sequential apportionment: the next
   unit goes to the slice lagging its share most (ties to the earlier slice), so
-  every prefix keeps each slice within one probe of its share (within two when
-  counterfactual pairs are used: a pair takes two consecutive places and is
-  placed so that they straddle its slice's target), and the first m probes of a
+  every prefix keeps each slice within about one probe of its share (within two
+  when counterfactual pairs are used: a pair takes two consecutive places and is
+  placed so that they straddle its slice's target). This largest-deficit rule
+  can drift slightly past one probe with many skewed slices (1.1 probes seen
+  with five); ``probekit.apportionment``'s chairman rule bounds single probes
+  strictly but has no unit-of-two form. The first m probes of a
   selection of n are the selection of m. An exhausted slice gives its share
   back; once every slice is exhausted the background ranks the rest of the pool
   (so n = len(pool) always works).

@@ -286,6 +286,11 @@ class GradientSelector(Selector):
         x, source = self._inputs(pool)
         y, n_out = self._targets(pool)
         if self.model is None:
+            if not torch.is_floating_point(y):
+                # The default model only needs distinct classes, not their codes: renumber
+                # them 0..C-1, so an id-like label (100000) does not build a 100001-way head.
+                codes, dense = np.unique(y.numpy(), return_inverse=True)
+                y, n_out = torch.from_numpy(dense.reshape(-1).astype(np.int64)), max(2, len(codes))
             x = x.to(torch.float32).reshape(len(pool), -1)
             std = x.std(0)
             x = (x - x.mean(0)) / torch.where(std > 0, std, torch.ones(()))  # init assumes unit scale

@@ -230,7 +230,9 @@ class ResponseSelector(Selector):
             # One thread: on a shared 2-core box OpenMP threads made the fit 4x slower
             # (FINDINGS.md: pin one thread per worker); the result does not change.
             with threadpool_limits(limits=1):
-                km = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=seed).fit(x)
+                # scikit-learn takes seeds below 2**32; probekit seeds are any int >= 0.
+                state = int(np.random.SeedSequence(seed).generate_state(1)[0])
+                km = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=state).fit(x)
             labels = km.labels_.astype(np.int64)
         else:
             labels = np.zeros(size, dtype=np.int64)

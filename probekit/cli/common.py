@@ -7,6 +7,10 @@ from typing import Any
 
 from probekit.errors import ProbekitUsageError
 
+class PoolUnreachableError(ProbekitUsageError):
+    """The probe set names a pool that cannot be loaded from here (and no --data was given)."""
+
+
 BUILTIN_PREFIX = "builtin:"
 DEFAULT_POOL = "builtin:digits"
 
@@ -28,12 +32,12 @@ def load_pool(data: str | None, id_field: str | None = None):
 def pool_for(probeset, data: str | None, id_field: str | None = None, ignore_fingerprint: bool = False):
     """The pool a probe set was selected from: ``--data``, else the one its provenance names."""
     source = data or probeset.provenance.info.get("pool")
-    if not source or source == "<memory>":
-        raise ProbekitUsageError(
+    if not source or source.startswith("<"):
+        raise PoolUnreachableError(
             "this probe set does not say which pool it came from; give --data PATH (or builtin:NAME)."
         )
     if data is None and not source.startswith(BUILTIN_PREFIX) and not Path(source).exists():
-        raise ProbekitUsageError(
+        raise PoolUnreachableError(
             f"the pool this probe set came from ({source}) is not there any more; give --data PATH."
         )
     if id_field is None and data is None:
@@ -77,3 +81,24 @@ def parse_key_values(items: list[str], option: str) -> dict:
             raise ProbekitUsageError(f"{option} takes KEY=VALUE; got {item!r}.")
         out[key.strip()] = parse_value(raw)
     return out
+
+
+def embedder_from_provenance(params: dict, text_field: str | None, embedding_field: str | None):
+    """The embedder a selection used, rebuilt from its recorded parameters.
+
+    Flags given on the command line win; otherwise the recorded embedder (when
+    it can be rebuilt from its parameters) or the recorded text/embedding field.
+    """
+    import probekit.embedders as embedders
+
+    if text_field is None and embedding_field is None:
+        recorded = params.get("embedder")
+        if isinstance(recorded, dict) and isinstance(recorded.get("params"), dict):
+            cls = getattr(embedders, str(recorded.get("class")), None)
+            if cls is not None and cls.__name__ != "TorchModelEmbedder":  # a callable is not recorded
+                try:
+                    return cls(**recorded["params"]), None, None
+                except TypeError:
+                    pass
+        text_field, embedding_field = params.get("text_field"), params.get("embedding_field")
+    return None, text_field, embedding_field

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("probes", metavar="PROBES", help="probe-set file (.parquet)")
-    p.add_argument("--data", help="the pool (default: the one the provenance names, if reachable)")
+    p.add_argument("--data", help="the pool (default: the one the provenance names; coverage is "
+                   "skipped when it is not reachable)")
     p.add_argument("--id-field", help="id column of --data")
     p.add_argument("--text-field", help="text column for the coverage embedding")
     p.add_argument("--embedding-field", help="embedding column for the coverage embedding")
@@ -62,12 +63,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"  first probes: {', '.join(probes.ids[:8])}{' ...' if len(probes) > 8 else ''}")
     if args.no_coverage:
         return 0
-    from probekit.cli.common import pool_for
+    from probekit.cli.common import PoolUnreachableError, embedder_from_provenance, pool_for
     from probekit.coverage import coverage_report
     from probekit.embedders import resolve_embedder
 
-    pool, probes = pool_for(probes, args.data, args.id_field, args.ignore_fingerprint)
-    embedder = resolve_embedder(pool, text_field=args.text_field, embedding_field=args.embedding_field)
+    try:
+        pool, probes = pool_for(probes, args.data, args.id_field, args.ignore_fingerprint)
+    except PoolUnreachableError as exc:
+        if args.data is not None:
+            raise
+        print(f"  coverage: skipped ({exc})")
+        return 0
+    # Measure coverage where the selector worked: its own embedding, unless told otherwise.
+    recorded, text_field, embedding_field = embedder_from_provenance(
+        prov.params, args.text_field, args.embedding_field)
+    embedder = resolve_embedder(pool, recorded, text_field=text_field, embedding_field=embedding_field)
     report = coverage_report(embedder.embed(pool), probes.indices)
     print(f"  coverage ({embedder!r}): mean distance to nearest probe {report['mean_distance']:.4g} "
           f"(random: {report['random_mean_distance']:.4g}, ratio {report['mean_ratio_to_random']:.3f}), "
