@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pytest
 
 from probekit.cli import main
 from probekit.pool import Pool
