@@ -70,6 +70,7 @@ def test_parse_value():
     assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("true") is True
     assert parse_value("none") is None and parse_value("[1, 2]") == [1, 2] and parse_value("abc") == "abc"
     assert parse_value('{"a": 1}') == {"a": 1}
+    assert parse_value('"2024"') == "2024" and parse_value("2024") == 2024
 
 
 @pytest.mark.parametrize(

@@ -52,9 +52,12 @@ def pool_for(probeset, data: str | None, id_field: str | None = None, ignore_fin
 
 
 def parse_value(raw: str) -> Any:
-    """int, float, true/false, none, JSON lists and objects, else the string itself."""
+    """int, float, true/false, none, JSON lists, objects and quoted strings, else the text itself.
+
+    A JSON-quoted value is always a string: ``stratify='"2024"'`` names a column 2024.
+    """
     text = raw.strip()
-    if text[:1] in "[{":
+    if text[:1] in '[{"':
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:

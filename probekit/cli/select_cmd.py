@@ -12,8 +12,7 @@ examples:
   probekit select --strategy cluster --n 256 --data prompts.jsonl --text-field prompt --id-field uid
   probekit select --strategy concern --n 128 --data builtin:toy-text --slice "bias:group,label,pairs=pair_id" --slice rare:topic
   probekit select --strategy mixture --n 200 --data builtin:toy-text --param components=cluster:0.75,random:0.25
-  probekit select --strategy mixture --n 200 --data builtin:toy-text \
-      --param components='[{"strategy":"cluster","weight":0.75},{"strategy":"concern","weight":0.25,"params":{"slices":["rare:topic"]}}]'
+  probekit select --strategy mixture --n 200 --data builtin:toy-text --param components='[{"strategy":"cluster","weight":0.75},{"strategy":"concern","weight":0.25,"params":{"slices":["rare:topic"]}}]'
 
 pools: --data takes a .jsonl/.json/.csv/.parquet/.arrow file, a datasets save_to_disk
 directory, or builtin:digits (default, bundled with scikit-learn) / builtin:toy-text
@@ -40,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slice", action="append", default=[], metavar="SPEC",
                    help="concern slice spec, repeatable (see 'probekit selectors')")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="strategy parameter, repeatable (values: numbers, true/false, JSON, text)")
+                   help="strategy parameter, repeatable (values: numbers, true/false, none, JSON, text; "
+                   "quote text that looks like a number: stratify='\"2024\"')")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="output file (default probes-STRATEGY-N.parquet)")
     p.set_defaults(run=run)
