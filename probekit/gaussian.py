@@ -42,7 +42,7 @@ from torch.func import functional_call, vmap
 from probekit.errors import ProbekitUsageError, ProbekitWarning
 from probekit.params import AnyOf, Interval, validate
 from probekit.rdm_offline import window_stats
-from probekit.torch_params import choose_parameters
+from probekit.torch_params import check_per_sample_losses, choose_parameters
 
 __all__ = ["gaussian_draws", "gaussian_loss_matrix", "gaussian_rdm"]
 
@@ -125,15 +125,6 @@ def _as_args(owner: str, inputs: Any) -> tuple[torch.Tensor, ...]:
     return tuple(args)
 
 
-def _check_losses(owner: str, out: Any, n: int) -> None:
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n,):
-        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
-        raise ProbekitUsageError(
-            f"{owner}: loss_fn must return a tensor of per-sample losses of shape ({n},), one "
-            f"per probe (not reduced: use reduction='none'); it returned {got}."
-        )
-
-
 def _evaluate(owner, model, inputs, targets, loss_fn, sigma, n_draws, seed, chunk_size,
               params, relative, include_center) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(center losses [n], draw losses [K, n], perturbed names), all float64 on the CPU."""
@@ -159,7 +150,7 @@ def _evaluate(owner, model, inputs, targets, loss_fn, sigma, n_draws, seed, chun
     with torch.no_grad():
         # The unperturbed pass, outside vmap, checks loss_fn with a plain error trace.
         center = losses(fixed)
-        _check_losses(owner, center, n)
+        check_per_sample_losses(owner, center, n)
         # One draw: perturbed name -> [*shape]; batched over draws by vmap.
         batched = vmap(lambda perturbed: losses({**fixed, **perturbed}), randomness="error")
         step = chunk_size or n_draws

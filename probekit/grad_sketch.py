@@ -59,7 +59,7 @@ from torch.func import functional_call, grad, vmap
 
 from probekit.errors import ProbekitUsageError
 from probekit.params import AnyOf, Interval, Options, validate
-from probekit.torch_params import choose_parameters
+from probekit.torch_params import check_per_sample_losses, choose_parameters
 
 __all__ = ["badge_projection_matrix", "gradient_sketches", "per_sample_gradients", "projection_matrix"]
 
@@ -214,15 +214,6 @@ def _check_loss_fn(owner: str, loss_fn: Any) -> None:
         )
 
 
-def _check_losses(owner: str, out: Any, n: int) -> None:
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n,):
-        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
-        raise ProbekitUsageError(
-            f"{owner}: loss_fn must return a tensor of per-sample losses of shape ({n},), one per "
-            f"example (not reduced: use reduction='none'); it returned {got}."
-        )
-
-
 def _vmap_error(owner: str, model: torch.nn.Module, exc: RuntimeError) -> ProbekitUsageError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     hint = ("the model is in train mode: call model.eval() first (dropout and batch-norm "
@@ -296,7 +287,7 @@ def _badge_batch(model, lin, loss_fn, fixed, args, targets, a, b, owner, check) 
             out = functional_call(model, fixed, args)
             losses = loss_fn(out, targets)
             if check:
-                _check_losses(owner, losses, args[0].shape[0])
+                check_per_sample_losses(owner, losses, args[0].shape[0])
             if len(seen) != 1:
                 raise ProbekitUsageError(
                     f"{owner} with method='badge' needs the layer to run once per forward pass; "
@@ -383,7 +374,7 @@ def gradient_sketches(
         xb, yb = tuple(x[lo:hi] for x in args), targets[lo:hi]
         if lo == 0:  # a plain forward first: a reduced loss fails here with a clear message
             with torch.no_grad():
-                _check_losses(owner, loss_fn(functional_call(model, fixed, xb), yb), hi - lo)
+                check_per_sample_losses(owner, loss_fn(functional_call(model, fixed, xb), yb), hi - lo)
         try:
             with _attention_backend(model):
                 grads = per_sample(theta, xb, yb)  # name -> [B, *shape]

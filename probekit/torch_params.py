@@ -1,7 +1,8 @@
-"""Choosing which of a torch model's parameters an operation touches.
+"""Torch pieces shared by the Gaussian 2RDM and the gradient sketches.
 
-Shared by the Gaussian 2RDM (parameters to perturb) and the gradient sketches
-(parameters to differentiate): the same ``params`` argument, the same errors.
+Which of a model's parameters an operation touches (to perturb, to
+differentiate), and the check that a loss function returns one loss per
+example: the same arguments, the same errors, in one place.
 """
 from __future__ import annotations
 
@@ -46,3 +47,13 @@ def choose_parameters(owner: str, model: torch.nn.Module, params: Any) -> list[t
         )
     wanted = set(params)
     return [(k, p) for k, p in named.items() if k in wanted]
+
+
+def check_per_sample_losses(owner: str, out: Any, n: int) -> None:
+    """``loss_fn`` must return [n] unreduced losses; say what it returned otherwise."""
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n,):
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise ProbekitUsageError(
+            f"{owner}: loss_fn must return a tensor of per-sample losses of shape ({n},), one per "
+            f"example (not reduced: use reduction='none'); it returned {got}."
+        )
