@@ -111,6 +111,14 @@ class Registry:
 
 SELECTORS = Registry("probekit.selectors", "selector", BUILTIN_SELECTORS)
 
+BUILTIN_TRANSITIONS = {
+    "deep-linear": "probekit.eval.deep_linear:DeepLinear",
+    "deep-linear-null": "probekit.eval.deep_linear:DeepLinearNull",
+}
+
+#: Reference runs (``probekit.eval``), group ``probekit.transitions``.
+TRANSITIONS = Registry("probekit.transitions", "reference run", BUILTIN_TRANSITIONS)
+
 
 def make_selector(name: str, **params: Any) -> Any:
     """Instantiate the registered selector ``name``; unknown parameters are refused."""
