@@ -163,8 +163,14 @@ class DeepLinear(ReferenceRun):
     paper = "Saxe, McClelland & Ganguli, ICLR 2014 (arXiv:1312.6120)"
     transition_order = "second"
     config_class = DeepLinearConfig
+    # default: record every 2 steps, so the first escape (~step 330) has ~160
+    # records of plateau before it (the suite asks for >= 60: 3 windows of 20),
+    # and stop at 2400, after the weakest mode's midpoint (~1750).
     # small: three modes of a 6-wide teacher, 64 probes, 1500 steps (~0.2 s)
-    presets = {"small": {"width": 6, "teacher_strengths": (5.0, 3.0, 2.0), "steps": 1500, "n_pool": 64}}
+    presets = {
+        "default": {"record_every": 2, "steps": 2400},
+        "small": {"width": 6, "teacher_strengths": (5.0, 3.0, 2.0), "steps": 1500, "n_pool": 64},
+    }
     loss = "mse"  # the recorded loss is 0.5 * sum of squares: the same gradient direction
 
     def order_parameters(self, config: DeepLinearConfig) -> list[OrderParameter]:
@@ -221,7 +227,7 @@ class DeepLinearNull(DeepLinear):
     control_of = "deep-linear"
     transition_order = "none"
     presets = {
-        "default": {"start_learned": True, "label_noise": 0.5},
+        "default": {**DeepLinear.presets["default"], "start_learned": True, "label_noise": 0.5},
         "small": {**DeepLinear.presets["small"], "start_learned": True, "label_noise": 0.5},
     }
 

@@ -114,6 +114,16 @@ SELECTORS = Registry("probekit.selectors", "selector", BUILTIN_SELECTORS)
 BUILTIN_TRANSITIONS = {
     "deep-linear": "probekit.eval.deep_linear:DeepLinear",
     "deep-linear-null": "probekit.eval.deep_linear:DeepLinearNull",
+    "grokking": "probekit.eval.grokking:Grokking",
+    "grokking-null": "probekit.eval.grokking:GrokkingNull",
+    "induction-heads": "probekit.eval.induction_heads:InductionHeads",
+    "induction-heads-null": "probekit.eval.induction_heads:InductionHeadsNull",
+    "late-bias": "probekit.eval.late_bias:LateBias",
+    "late-bias-null": "probekit.eval.late_bias:LateBiasNull",
+    "misalignment": "probekit.eval.misalignment:EmergentMisalignment",
+    "misalignment-null": "probekit.eval.misalignment:EmergentMisalignmentNull",
+    "rare-drift": "probekit.eval.rare_drift:RareDrift",
+    "rare-drift-null": "probekit.eval.rare_drift:RareDriftNull",
 }
 
 #: Reference runs (``probekit.eval``), group ``probekit.transitions``.

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "inspect": "probekit.cli.inspect_cmd",
     "export": "probekit.cli.export_cmd",
     "selectors": "probekit.cli.selectors_cmd",
+    "transitions": "probekit.cli.transitions_cmd",
 }
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2

@@ -1,0 +1,83 @@
+"""Every registered reference run meets the contract; its small config records, caches,
+reloads identically and shows its planted transition (or, for a null control, none)."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from probekit.eval.reference import ReferenceRun
+from probekit.eval.runner import load_or_record, record
+from probekit.eval.suite import problems, SuiteRow
+from probekit.registry import BUILTIN_TRANSITIONS, TRANSITIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = sorted(BUILTIN_TRANSITIONS)
+FAMILIES = [n for n in NAMES if not n.endswith("-null")]
+SMALL_QUIET_RECORDS = 20  # the small configs' room before onset (the default configs': 60, suite.py)
+
+
+def test_builtin_table_equals_pyproject_entry_points():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["probekit.transitions"] == BUILTIN_TRANSITIONS
+    assert TRANSITIONS.names() == NAMES
+
+
+def test_six_families_each_with_a_null_control():
+    assert len(FAMILIES) == 6
+    controls = {TRANSITIONS.load(n).control_of for n in NAMES if TRANSITIONS.load(n).kind == "null"}
+    assert controls == set(FAMILIES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract(name):
+    cls = TRANSITIONS.load(name)
+    assert issubclass(cls, ReferenceRun) and not inspect.isabstract(cls) and cls.name == name
+    assert cls.kind in ("transition", "null") and cls.transition_order in ("first", "second", "none")
+    assert (cls.kind == "null") == (cls.control_of is not None) == (cls.transition_order == "none")
+    if cls.control_of is not None:
+        assert cls.control_of in NAMES
+    assert cls.summary and "\n" not in cls.summary and cls.paper
+    assert "small" in cls.preset_names() and dataclasses.is_dataclass(cls.config_class)
+    fields = {f.name: f for f in dataclasses.fields(cls.config_class)}
+    assert "seed" in fields and "early_step" in fields
+    assert all(f.default is not dataclasses.MISSING for f in fields.values()), "every field needs a default"
+    module_doc = inspect.getmodule(cls).__doc__ or ""
+    for topic in ("order parameter", "onset", "null"):  # the family's documentation (issue 4, section 3)
+        assert topic in module_doc.lower(), f"{name}: module docstring does not describe the {topic}"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("trajectories")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_small_config_records_caches_reloads_and_finds_its_transition(name, cache, one_torch_thread):
+    run = TRANSITIONS.load(name)()
+    config = run.make_config("small", 0)
+    expected, _ = record(run, config, progress=False)  # in memory, never written
+    traj = load_or_record(name, "small", 0, cache_dir=cache, progress=False)  # a second, independent run
+    np.testing.assert_array_equal(traj.losses, expected.losses)  # deterministic, and stored losslessly
+    np.testing.assert_array_equal(traj.steps, expected.steps)
+    for key, series in expected.order_parameters.items():
+        np.testing.assert_array_equal(traj.order_parameters[key], series)
+    assert set(traj.baselines) >= {"train_loss", "grad_norm"}
+    assert list(traj.pool.ids) == [str(i) for i in expected.pool["probe_id"]]
+    assert set(traj.checkpoints) >= {"init", "early"}
+    assert traj.checkpoints["init"] == 0 < traj.checkpoints["early"]
+
+    row = SuiteRow.from_trajectory(traj, run.kind)
+    assert not problems(row, quiet_records=SMALL_QUIET_RECORDS, quiet_fraction=0.05, budget_seconds=60)
+    if run.kind == "transition":
+        assert traj.transitions and all(t.happened for t in traj.transitions)
+        assert max(t.onset_step for t in traj.transitions) > traj.checkpoints["early"]
+    else:
+        assert traj.transitions and not any(t.happened for t in traj.transitions)
+
+    reloaded = load_or_record(name, "small", 0, cache_dir=cache, progress=False)
+    assert reloaded.path == traj.path and reloaded.manifest["content_hash"] == traj.manifest["content_hash"]
