@@ -29,7 +29,14 @@ small one):
 - ``build_model(config)``: the torch module whose ``state_dict`` the
   checkpoints hold, and ``loss``: the per-sample loss the pool's ``input`` /
   ``target`` columns feed it (a name the gradient selector knows, or a
-  module-level callable ``(outputs, targets) -> [B]``).
+  module-level callable ``(outputs, targets) -> [B]`` wrapped in
+  ``staticmethod`` so an instance does not bind it).
+
+Checkpoints: ``init`` is the model at the start of the recorded span (step 0:
+the random initialisation, or the pretrained model for a run whose recorded
+span starts after pretraining, such as rare-case drift and the misalignment
+toy), ``early`` a step before any onset: the selection times a selector may
+use (it never sees later losses).
 
 Pool columns every family provides: ``probe_id`` (unique str), ``input``
 (the model's input: list of floats or of token ids), ``target`` (int class or
@@ -155,7 +162,9 @@ class Recording:
     steps: np.ndarray  # [records] int64, increasing
     losses: np.ndarray  # [records, pool] float32
     pool: dict[str, list]  # columns; probe_id, input, target, split + metadata
-    order_parameters: dict[str, np.ndarray]  # name -> [records]
+    # name -> [records]; the series an OrderParameter spec names define the
+    # transitions, any others are extra ground truth (train accuracy, ...)
+    order_parameters: dict[str, np.ndarray]
     baselines: dict[str, np.ndarray]  # "train_loss", "grad_norm" (and others) -> [records]
     checkpoints: dict[str, tuple[int, dict]] = field(default_factory=dict)  # name -> (step, state_dict)
     info: dict[str, Any] = field(default_factory=dict)  # small JSON-able extras (teacher spectrum ...)
