@@ -2,7 +2,7 @@
 
     python benchmarks/bench_transitions.py                 # all runs, seeds 0-4, 2 workers
     python benchmarks/bench_transitions.py --names grokking grokking-null --seeds 0 1 2
-    python benchmarks/bench_transitions.py --reuse         # use the default cache (no retraining)
+    python benchmarks/bench_transitions.py --cache-dir DIR # reuse (or fill) DIR instead of a fresh one
 
 Each run records with one torch thread in its own worker process; the wall
 time reported is the recording's own (from its manifest), so it is what one
@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--config", default="default")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--reuse", action="store_true", help="read the default cache instead of a fresh directory")
+    ap.add_argument("--cache-dir", default=None, help="trajectory cache (default: a fresh temporary directory)")
     ap.add_argument("--figures", default=str(ROOT / "docs" / "transitions"))
     args = ap.parse_args(argv)
 
     names = args.names or TRANSITIONS.names()
-    cache = None if args.reuse else tempfile.mkdtemp(prefix="probekit-bench-transitions-")
+    cache = args.cache_dir or tempfile.mkdtemp(prefix="probekit-bench-transitions-")
     t0 = time.perf_counter()
     rows = run_suite(names, args.seeds, preset=args.config, jobs=args.jobs, cache_dir=cache)
     total = time.perf_counter() - t0

@@ -7,6 +7,7 @@ not move.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def plot_family(family: list, nulls: list, path: str | Path, *, title: str = "")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("training step (dotted: onsets, 10% of the way)")
     axes[0].legend(loc="best", fontsize=8)
-    axes[0].set_title(title)
+    axes[0].set_title(textwrap.fill(title, 90), fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
