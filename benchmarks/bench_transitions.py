@@ -15,6 +15,8 @@ dashed) to --figures.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -35,11 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="default")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache-dir", default=None, help="trajectory cache (default: a fresh temporary directory)")
-    ap.add_argument("--figures", default=str(ROOT / "docs" / "transitions"))
+    ap.add_argument("--figures", default=None,
+                    help="where the PNGs go (default: docs/transitions for --config default, else none)")
     args = ap.parse_args(argv)
 
     names = args.names or TRANSITIONS.names()
     cache = args.cache_dir or tempfile.mkdtemp(prefix="probekit-bench-transitions-")
+    if not args.cache_dir:  # a fresh cache, so every run is really recorded; removed at exit
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
     t0 = time.perf_counter()
     rows = run_suite(names, args.seeds, preset=args.config, jobs=args.jobs, cache_dir=cache)
     total = time.perf_counter() - t0
@@ -57,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     for p in found:
         print(f"  {p}")
 
-    figures = Path(args.figures)
+    if args.figures is None and args.config != "default":
+        return 1 if found else 0  # never overwrite the committed default-config figures
+    figures = Path(args.figures or ROOT / "docs" / "transitions")
     for name in names:
         cls = TRANSITIONS.load(name)
         if cls.kind == "null":

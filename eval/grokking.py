@@ -145,6 +145,7 @@ class Grokking(ReferenceRun):
     paper = "Power et al. 2022 (arXiv:2201.02177); Nanda et al. 2023 (arXiv:2301.05217)"
     transition_order = "first"
     config_class = GrokkingConfig
+    config_options = {"activation": ("relu", "square")}
     # small: p = 31 (961 pairs), 60% train, a narrower net and lr 2e-2 grok at step ~165-200 (2-4 s)
     presets = {"small": {"p": 31, "train_fraction": 0.6, "embed_dim": 32, "hidden": 128, "lr": 2e-2,
                          "steps": 600, "record_every": 5, "early_step": 50}}

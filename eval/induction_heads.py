@@ -219,6 +219,7 @@ class InductionHeads(ReferenceRun):
     paper = "Olsson et al., In-context Learning and Induction Heads, 2022 (arXiv:2209.11895)"
     transition_order = "first"
     config_class = InductionHeadsConfig
+    config_options = {"train_data": ("repeat", "random")}
     # small: vocab 32, 24-token context, periods 6-12, lr 5e-3, 300 steps, 96 probes (~3 s)
     presets = {"small": {"vocab": 32, "seq_len": 24, "min_period": 6, "max_period": 12, "lr": 5e-3,
                          "steps": 300, "record_every": 3, "n_eval": 48, "n_pool_repeat": 64,

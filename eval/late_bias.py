@@ -45,12 +45,16 @@ the slice link is learned (f_2 = a on the slice). Onset when it passes 10% of
 the way from 0 to 1, midpoint at 50% (``find_transition``, fixed levels
 0 and 1); a run has the transition only if it moves by ``min_change`` = 0.5.
 
-Transition order: *second* in the seeds' terms. A linear network's saddle
-escape is continuous: the mode grows exponentially from init scale, then
-sigmoidally to 1, with no jump or rotation onto a pre-existing direction. It
-is sharp here ((t90 - t10) / t50 ~ 0.1, onset to midpoint ~260-300 steps) because
-the exponential phase is long and the slice mode is weak, but it is the same
-continuous growth out of a plateau as the deep linear family.
+Transition order: *first*, as for the deep linear family (whose mechanism
+this is): from a small initialisation the network's slice direction first
+aligns silently during the plateau (the silent alignment of Atanasov,
+Bordelon & Pehlevan, ICLR 2022), and then the slice mode's strength grows,
+exponentially from init scale, then sigmoidally to 1. By the order
+parameter's curve alone it is continuous growth out of a plateau (it would
+read as second order); the class follows the mechanism, a rotation onto a
+new direction, as the issue classes the deep linear escapes. It is sharp
+here ((t90 - t10) / t50 ~ 0.1, onset to midpoint ~260-300 steps) because the
+exponential phase is long and the slice mode is weak.
 
 The pool (~1,400 rows; columns ``probe_id``, ``input`` (the 17 floats),
 ``target`` (the 3 floats), ``split``, ``slice`` (``"slice"`` /
@@ -189,7 +193,7 @@ class LateBias(ReferenceRun):
     name = "late-bias"
     summary = "linear MLP 17->64->64->3 learns the majority by ~300, a 3% slice's protected-attribute link at ~3400+"
     paper = "Saxe, McClelland & Ganguli, ICLR 2014 (arXiv:1312.6120): saddle escapes of deep linear networks"
-    transition_order = "second"
+    transition_order = "first"  # silent alignment, as deep-linear (see the module docstring)
     config_class = LateBiasConfig
     # small: a 20% slice escapes ~7x sooner (onset ~550); 1000 steps recorded every 4 (~1-3 s)
     presets = {"small": {"slice_fraction": 0.2, "steps": 1000, "record_every": 4, "early_step": 200,

@@ -169,6 +169,7 @@ class EmergentMisalignment(ReferenceRun):
     paper = "Betley et al. 2025, Emergent Misalignment (arXiv:2502.17424)"
     transition_order = "first"
     config_class = MisalignmentConfig
+    config_options = {"finetune_labels": _LABELS}
     # small: shorter pretraining, a faster fine-tune (lr 0.01) with stronger L2 and a louder persona, so
     # the late flip still comes after a plateau (onset ~400-1000 of 2000 steps), 3000 steps in all
     presets = {"small": _SMALL}

@@ -113,7 +113,9 @@ def _geometry(rng: np.random.Generator, config: RareDriftConfig) -> tuple[np.nda
     = "orthogonal"``) the same distance along a direction orthogonal to every class mean.
     """
     if config.drift_target not in ("rare", "orthogonal"):
-        raise ProbekitUsageError(f"drift_target must be 'rare' or 'orthogonal'. Got {config.drift_target!r} instead.")
+        raise ProbekitUsageError(
+            f"The 'drift_target' field of RareDriftConfig must be one of rare, orthogonal. Got {config.drift_target!r} instead."
+        )
     q = np.linalg.qr(rng.normal(size=(config.dim, config.n_classes + 1)))[0].T  # [classes + 1, dim] orthonormal
     base = config.separation * q[: config.n_classes]
     shift = np.zeros_like(base)
@@ -149,6 +151,7 @@ class RareDrift(ReferenceRun):
              "Quinonero-Candela et al., Dataset Shift in Machine Learning, 2009")
     transition_order = "second"
     config_class = RareDriftConfig
+    config_options = {"drift_target": ("rare", "orthogonal")}
     presets = {"small": {"pretrain_steps": 300, "steps": 800, "drift_start": 200, "drift_end": 560,
                          "early_step": 100, "pool_per_phase": 256, "n_rare_eval": 256, "n_stream_eval": 64}}
     loss = "cross_entropy"

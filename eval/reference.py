@@ -19,9 +19,11 @@ small one):
   the seeds' terms: a first-order transition rotates the network onto a new
   direction abruptly; a second-order one grows continuously out of a plateau),
   ``version`` (bump it when the training changes: it is part of the cache key);
-- ``config_class``: a frozen dataclass whose fields all have defaults (the
-  ``default`` preset) and include ``seed``; ``presets`` maps ``"small"`` (and any
-  other preset) to the field overrides that make it;
+- ``config_class``: a frozen dataclass whose fields all have defaults and
+  include ``seed`` and ``early_step``; ``presets`` maps ``"small"`` (and any
+  other preset, ``"default"`` included) to the field overrides that make it
+  from those defaults; ``config_options`` names the fields that take one of
+  a few values (``make_config`` refuses others before any training);
 - ``order_parameters(config)``: the :class:`OrderParameter` specs, one per
   transition, which :func:`find_transition` turns into onset and midpoint;
 - ``record(config, progress)``: train and return a :class:`Recording`;
@@ -173,8 +175,14 @@ class Recording:
         """Refuse a malformed recording before anything is written."""
         steps = np.asarray(self.steps)
         r = steps.shape[0] if steps.ndim == 1 else -1
-        if r < 2 or np.any(np.diff(steps) <= 0):
-            raise ValueError(f"steps must be an increasing 1-D array of >= 2 records; got shape {steps.shape}")
+        if r < 2:
+            raise ValueError(f"steps must be a 1-D array of >= 2 records; got shape {steps.shape}")
+        bad = np.nonzero(np.diff(steps) <= 0)[0]
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"steps must increase; record {i + 1} (step {steps[i + 1]}) follows step {steps[i]}")
+        if steps[0] != 0:
+            raise ValueError(f"record 0 must be step 0 (the start of the recorded span); got step {steps[0]}")
         if self.losses.ndim != 2 or self.losses.shape[0] != r:
             raise ValueError(f"losses must be [records={r}, pool]; got {self.losses.shape}")
         n = self.losses.shape[1]
@@ -186,10 +194,20 @@ class Recording:
                 raise ValueError(f"the pool needs a {col!r} column; it has {sorted(self.pool)}")
         if len(set(self.pool["probe_id"])) != n:
             raise ValueError("pool probe_id values must be unique")
+        missing = {"train_loss", "grad_norm"} - set(self.baselines)
+        if missing:
+            raise ValueError(f"the baselines need {sorted(missing)}; they have {sorted(self.baselines)}")
         for kind, table in (("order parameter", self.order_parameters), ("baseline", self.baselines)):
             for key, series in table.items():
                 if np.shape(series) != (r,):
                     raise ValueError(f"{kind} {key!r} must have one value per record ({r}); got {np.shape(series)}")
+                if not np.all(np.isfinite(np.asarray(series, dtype=np.float64))):
+                    raise ValueError(f"{kind} {key!r} holds NaN or inf values (did the run diverge?)")
+        ckpt = {k: v[0] for k, v in self.checkpoints.items()}
+        if ckpt.get("init") != 0 or "early" not in ckpt or not 0 < ckpt["early"] <= steps[-1]:
+            raise ValueError(
+                f"checkpoints must include 'init' at step 0 and 'early' inside (0, {steps[-1]}]; got {ckpt}"
+            )
         if not np.all(np.isfinite(self.losses)):
             raise ValueError("losses hold NaN or inf values")
 
@@ -206,6 +224,7 @@ class ReferenceRun(ABC):
     version: ClassVar[int] = 1
     config_class: ClassVar[type]
     presets: ClassVar[dict[str, dict]] = {}
+    config_options: ClassVar[dict[str, tuple]] = {}  # field -> its allowed values
     loss: ClassVar[Any] = "cross_entropy"
 
     # -- configuration -------------------------------------------------------
@@ -229,7 +248,15 @@ class ReferenceRun(ABC):
                 f"Invalid config field {unknown[0]!r} for reference run {cls.name!r}. Valid fields: {', '.join(sorted(fields))}."
             )
         values = {**cls.presets.get(preset, {}), **overrides, "seed": int(seed)}
-        return cls.config_class(**values)
+        config = cls.config_class(**values)
+        for name, allowed in cls.config_options.items():
+            value = getattr(config, name)
+            if value not in allowed:
+                raise ProbekitUsageError(
+                    f"The {name!r} field of {cls.config_class.__name__} must be one of "
+                    f"{', '.join(map(str, allowed))}. Got {value!r} instead."
+                )
+        return config
 
     # -- the run --------------------------------------------------------------
     @abstractmethod

@@ -8,12 +8,15 @@ writes it atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from probekit.atomic import atomic_directory
 from probekit.errors import ProbekitUsageError, ProbekitWarning
@@ -26,7 +29,7 @@ from probekit.eval.trajectory import (
     write_trajectory,
 )
 
-__all__ = ["get_reference_run", "load_or_record", "record", "trajectory_path"]
+__all__ = ["cache_key", "get_reference_run", "load_or_record", "record", "trajectory_path"]
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,49 @@ def get_reference_run(name: str) -> ReferenceRun:
     return TRANSITIONS.load(name)()
 
 
+def cache_key(run: ReferenceRun, config: Any) -> str:
+    """The config hash a trajectory of ``run`` with ``config`` is stored under."""
+    return config_hash(run.name, run.version, config, run.order_parameters(config))
+
+
 def trajectory_path(cache_dir: str | os.PathLike | None, name: str, run: ReferenceRun, config: Any) -> Path:
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return root / name / config_hash(name, run.version, config)[:16]
+    return root / name / cache_key(run, config)[:16]
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``<path>.lock`` (POSIX), so that two processes asking
+    for the same trajectory record it once: the second waits, then loads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; concurrent recorders both write, the last rename wins
+        yield
+        return
+    with open(path.parent / f"{path.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _cached(path: Path, key: str) -> Trajectory | None:
+    """The valid trajectory at ``path``, or None (absent, or corrupt: warned, to be rebuilt)."""
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise ProbekitUsageError(f"cache path {path} exists and is not a directory; remove it or pick another --cache-dir.")
+    try:
+        traj = Trajectory(path)
+        if traj.manifest["config_hash"] != key:
+            traj.close()
+            raise TrajectoryCorruptError(f"{path}: holds config hash {traj.manifest['config_hash'][:16]}, not {key[:16]}")
+        return traj
+    except TrajectoryCorruptError as exc:
+        warnings.warn(f"rebuilding the cached trajectory: {exc}", ProbekitWarning, stacklevel=3)
+        return None
 
 
 def _progress_bar(total: int, desc: str, enabled: bool | None) -> Any:
@@ -51,18 +94,29 @@ def _progress_bar(total: int, desc: str, enabled: bool | None) -> Any:
 
 
 def record(run: ReferenceRun, config: Any, *, progress: bool | None = None) -> tuple[Recording, float]:
-    """Train once with one torch thread; return the recording and its wall time."""
+    """Train once with one torch thread; return the recording and its wall time.
+
+    The families seed torch's and numpy's global generators; their states are
+    restored afterwards, so the caller's random numbers do not depend on
+    whether a trajectory came from the cache or was recorded.
+    """
+    import random
+
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    np_state, py_state = np.random.get_state(), random.getstate()
     bar = _progress_bar(run.total_steps(config), f"{run.name} seed {config.seed}", progress)
     t0 = time.perf_counter()
     try:
-        recording = run.record(config, bar.update)
+        with torch.random.fork_rng(devices=[]):
+            recording = run.record(config, bar.update)
     finally:
         bar.close()
         torch.set_num_threads(threads)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
     wall = time.perf_counter() - t0
     recording.check()
     return recording, wall
@@ -82,27 +136,27 @@ def load_or_record(
     """The trajectory of reference run ``name`` (preset, seed, overrides), from the cache if valid."""
     run = get_reference_run(name)
     config = run.make_config(preset, seed, **overrides)
+    key = cache_key(run, config)
     path = trajectory_path(cache_dir, name, run, config)
-    if path.exists() and not rebuild:
-        try:
-            return Trajectory(path)
-        except TrajectoryCorruptError as exc:
-            warnings.warn(f"rebuilding the cached trajectory: {exc}", ProbekitWarning, stacklevel=2)
-    if path.exists() and not path.is_dir():
-        raise ProbekitUsageError(f"cache path {path} exists and is not a directory; remove it or pick another --cache-dir.")
-    recording, wall = record(run, config, progress=progress)
-    transitions = run.transitions(config, recording)
-    with atomic_directory(path) as tmp:
-        write_trajectory(
-            tmp,
-            name=name,
-            preset=preset,
-            config=config,
-            run_version=run.version,
-            recording=recording,
-            transitions=transitions,
-            wall_seconds=wall,
-        )
+    with _exclusive(path):
+        if not rebuild:
+            traj = _cached(path, key)
+            if traj is not None:
+                return traj
+        recording, wall = record(run, config, progress=progress)
+        transitions = run.transitions(config, recording)
+        with atomic_directory(path) as tmp:
+            write_trajectory(
+                tmp,
+                name=name,
+                preset=preset,
+                config=config,
+                run_version=run.version,
+                key=key,
+                recording=recording,
+                transitions=transitions,
+                wall_seconds=wall,
+            )
     log.info("recorded %s seed %d in %.1f s -> %s", name, seed, wall, path)
     if on_record is not None:
         on_record(path)

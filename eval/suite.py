@@ -45,6 +45,7 @@ class SuiteRow:
     n_pool: int
     span: int  # last recorded step
     wall_seconds: float  # the recording's own wall time (from the manifest)
+    early_step: int  # the "early" checkpoint: a selector's latest view, must precede every onset
     transitions: tuple[Transition, ...]
     onset_records: tuple[int | None, ...]  # record index of each onset
 
@@ -57,7 +58,7 @@ class SuiteRow:
         return cls(
             name=traj.name, kind=kind, seed=traj.seed, preset=m["preset"], path=str(traj.path),
             n_records=m["n_records"], n_pool=m["n_pool"], span=int(steps[-1]),
-            wall_seconds=float(m["wall_seconds"]), transitions=ts,
+            wall_seconds=float(m["wall_seconds"]), early_step=int(m["checkpoints"]["early"]), transitions=ts,
             onset_records=tuple(None if t.onset_step is None else index[t.onset_step] for t in ts),
         )
 
@@ -81,7 +82,10 @@ def problems(
             continue
         if not t.happened:
             out.append(f"{where}: no transition in {t.name} ({t.start_value:.3g} -> {t.end_value:.3g})")
-        elif r < quiet_records or t.onset_step < quiet_fraction * row.span:
+            continue
+        if t.onset_step <= row.early_step:
+            out.append(f"{where}: {t.name} onset at step {t.onset_step} is not after the early checkpoint ({row.early_step})")
+        if r < quiet_records or t.onset_step < quiet_fraction * row.span:
             out.append(
                 f"{where}: {t.name} onset at step {t.onset_step} (record {r}) leaves too little quiet plateau "
                 f"(need >= {quiet_records} records and >= {quiet_fraction:.0%} of {row.span} steps)"

@@ -64,13 +64,24 @@ def default_cache_dir() -> Path:
     return base / "probekit" / "trajectories"
 
 
-def config_hash(name: str, run_version: int, config: Any) -> str:
-    """sha256 of the canonical JSON of everything that determines the recording."""
+def config_hash(name: str, run_version: int, config: Any, order_parameters: Any = ()) -> str:
+    """sha256 of the canonical JSON of everything that determines the stored trajectory.
+
+    That is the run's name and version, the full config (seed included), and
+    the onset rule: the transitions are computed once and stored, so a change
+    to an OrderParameter spec or to the 10% / 50% fractions is a new key.
+    """
+    from probekit.eval.reference import MIDPOINT_FRACTION, ONSET_FRACTION
+
     payload = {
         "format": FORMAT_VERSION,
         "run": name,
         "run_version": int(run_version),
         "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config,
+        "onset_rule": {
+            "fractions": [ONSET_FRACTION, MIDPOINT_FRACTION],
+            "order_parameters": [dataclasses.asdict(op) for op in order_parameters],
+        },
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -101,6 +112,23 @@ def _files(root: Path) -> list[str]:
     )
 
 
+def _manifest_hash(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its own ``content_hash``.
+
+    The manifest holds every file's sha256, so this one hash covers the data
+    and everything said about it (config, seed, transitions, checkpoints).
+    """
+    body = {k: v for k, v in manifest.items() if k != "content_hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=_jsonable).encode()).hexdigest()
+
+
+_REQUIRED = {
+    "name": str, "preset": str, "run_version": int, "seed": int, "config": dict, "config_hash": str,
+    "versions": dict, "n_records": int, "n_pool": int, "transitions": list, "checkpoints": dict,
+    "info": dict, "wall_seconds": (int, float), "files": dict, "content_hash": str,
+}
+
+
 def _versions() -> dict[str, str]:
     import numpy
     import torch
@@ -122,6 +150,7 @@ def write_trajectory(
     preset: str,
     config: Any,
     run_version: int,
+    key: str,
     recording: Recording,
     transitions: list[Transition],
     wall_seconds: float,
@@ -148,11 +177,10 @@ def write_trajectory(
             ds_logging.enable_progress_bar()
     (directory / "checkpoints").mkdir()
     checkpoints = {}
-    for key, (step, state) in recording.checkpoints.items():
-        torch.save({k: v.detach().cpu().clone() for k, v in state.items()}, directory / "checkpoints" / f"{key}.pt")
-        checkpoints[key] = int(step)
+    for ckpt, (step, state) in recording.checkpoints.items():
+        torch.save({k: v.detach().cpu().clone() for k, v in state.items()}, directory / "checkpoints" / f"{ckpt}.pt")
+        checkpoints[ckpt] = int(step)
     files = {rel: _sha256(directory / rel) for rel in _files(directory)}
-    content = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in files.items()).encode()).hexdigest()
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -160,7 +188,7 @@ def write_trajectory(
         "run_version": int(run_version),
         "seed": int(config.seed),
         "config": dataclasses.asdict(config),
-        "config_hash": config_hash(name, run_version, config),
+        "config_hash": key,
         "versions": _versions(),
         "n_records": int(recording.losses.shape[0]),
         "n_pool": int(recording.losses.shape[1]),
@@ -169,17 +197,21 @@ def write_trajectory(
         "info": recording.info,
         "wall_seconds": round(float(wall_seconds), 3),
         "files": files,
-        "content_hash": content,
     }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_jsonable) + "\n")
+    manifest = json.loads(json.dumps(manifest, default=_jsonable))  # as it will read back
+    manifest["content_hash"] = _manifest_hash(manifest)
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 class Trajectory:
     """A stored reference run: losses memory-mapped, everything else small.
 
-    ``Trajectory(path)`` verifies the directory (``verify=True``: every file's
-    sha256 against the manifest) and raises :class:`TrajectoryCorruptError`
-    when anything is missing or altered.
+    ``Trajectory(path)`` verifies the directory (``verify=True``: the
+    manifest's own hash, then every file's sha256 against the manifest) and
+    raises :class:`TrajectoryCorruptError` when anything is missing or
+    altered. The losses and the pool are memory-mapped: ``close()`` (or a
+    ``with`` block) releases them, which matters where an open map pins the
+    directory (Windows) before it is rebuilt.
     """
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = True) -> None:
@@ -189,19 +221,42 @@ class Trajectory:
             self.manifest: dict = json.loads(manifest_path.read_text())
         except (OSError, ValueError) as exc:
             raise TrajectoryCorruptError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+        if not isinstance(self.manifest, dict):
+            raise TrajectoryCorruptError(f"{manifest_path}: the manifest is not a JSON object")
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise TrajectoryCorruptError(
                 f"{self.path}: format version {self.manifest.get('format_version')!r}, this probekit reads {FORMAT_VERSION}"
             )
+        for key, kind in _REQUIRED.items():
+            if not isinstance(self.manifest.get(key), kind) or isinstance(self.manifest.get(key), bool):
+                raise TrajectoryCorruptError(f"{manifest_path}: missing or malformed {key!r}")
         if verify:
             self.verify()
         self._losses: np.ndarray | None = None
         self._series: dict[str, np.ndarray] | None = None
         self._pool = None
 
+    def close(self) -> None:
+        """Release the memory maps (losses, pool); the object reopens them on next use."""
+        if self._losses is not None:
+            mm = getattr(self._losses, "_mmap", None)
+            self._losses = None
+            if mm is not None:
+                mm.close()
+        self._pool = None
+        self._series = None
+
+    def __enter__(self) -> "Trajectory":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def verify(self) -> None:
-        """Recompute every file's sha256; raise if one is missing, extra or altered."""
-        expected = self.manifest.get("files", {})
+        """Check the manifest's hash, then every file's sha256; raise if anything is missing, extra or altered."""
+        if _manifest_hash(self.manifest) != self.manifest["content_hash"]:
+            raise TrajectoryCorruptError(f"{self.path}: the manifest fails its content hash (edited?)")
+        expected = self.manifest["files"]
         found = _files(self.path) if self.path.is_dir() else []
         if sorted(expected) != found:
             missing = sorted(set(expected) - set(found))
@@ -280,7 +335,13 @@ class Trajectory:
         if len(items) and isinstance(items[0], str):
             idx = self.pool.index_of(items)
         else:
-            idx = np.asarray(items, dtype=np.int64)
+            raw = np.asarray(items)
+            if raw.size and (raw.dtype == bool or not np.issubdtype(raw.dtype, np.integer)):
+                raise TypeError(
+                    f"probes must be a ProbeSet, probe ids (str) or integer pool indices; got {raw.dtype} values "
+                    "(for a boolean mask pass np.flatnonzero(mask))"
+                )
+            idx = raw.astype(np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= self.losses.shape[1]):
                 raise IndexError(f"pool indices must be in [0, {self.losses.shape[1]}); got {idx.min()}..{idx.max()}")
         return np.asarray(self.losses[:, idx])
@@ -295,7 +356,7 @@ class Trajectory:
         import torch
 
         if checkpoint not in self.checkpoints:
-            raise KeyError(f"no checkpoint {checkpoint!r}; this trajectory has {sorted(self.checkpoints)}")
+            raise KeyError(f"no checkpoint {checkpoint!r}; this trajectory has {', '.join(sorted(self.checkpoints))}")
         return torch.load(self.path / "checkpoints" / f"{checkpoint}.pt", weights_only=True)
 
     def reference_run(self):

@@ -19,7 +19,7 @@ from probekit.eval.induction_heads import (
     make_sequences,
     sequence_loss,
 )
-from probekit.eval.runner import record
+from probekit.eval.runner import cache_key, record
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -179,7 +179,7 @@ def test_gradient_selector_on_stored_checkpoint(small, tmp_path):
     try:
         path = tmp_path / "traj"
         path.mkdir()
-        write_trajectory(path, name=run.name, preset="small", config=config, run_version=run.version,
+        write_trajectory(path, name=run.name, preset="small", config=config, run_version=run.version, key=cache_key(run, config),
                          recording=rec, transitions=run.transitions(config, rec), wall_seconds=0.0)
         traj = Trajectory(path)
         selector = GradientSelector(model=traj.model("init"), input_field="input", target_field="target",

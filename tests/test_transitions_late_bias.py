@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from probekit.eval.late_bias import A_COL, Q_COL, SLICE_CHANNEL, LateBias, LateBiasNull  # noqa: E402
-from probekit.eval.runner import record  # noqa: E402
+from probekit.eval.runner import cache_key, record  # noqa: E402
 from probekit.eval.trajectory import Trajectory, write_trajectory  # noqa: E402
 from probekit.registry import TRANSITIONS  # noqa: E402
 
@@ -134,7 +134,7 @@ def test_gradient_selector_runs_on_the_stored_init_checkpoint(small, registered,
     from probekit.selectors.gradient import GradientSelector
 
     run, config, recording = small
-    write_trajectory(tmp_path, name=run.name, preset="small", config=config, run_version=run.version,
+    write_trajectory(tmp_path, name=run.name, preset="small", config=config, run_version=run.version, key=cache_key(run, config),
                      recording=recording, transitions=run.transitions(config, recording), wall_seconds=0.0)
     traj = Trajectory(tmp_path)
     probes = GradientSelector(model=traj.model("init"), input_field="input", target_field="target",

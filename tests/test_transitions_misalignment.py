@@ -62,25 +62,25 @@ def test_small_null_finds_no_transition(null):
 
 def test_recording_is_well_formed_and_deterministic():
     run = EmergentMisalignment()
-    config = run.make_config("small", 3, pretrain_steps=40, finetune_steps=60)
+    config = run.make_config("small", 3, pretrain_steps=40, finetune_steps=60, early_step=30)
     first, _ = record(run, config, progress=False)
     second, _ = record(run, config, progress=False)
     first.check()
     assert first.losses.shape == (7, 6 * 2 * 64)  # records 0, 10, ..., 60 x pool
     assert list(first.steps) == [0, 10, 20, 30, 40, 50, 60]
     assert set(first.baselines) == {"train_loss", "grad_norm"}
-    assert {k: v[0] for k, v in first.checkpoints.items()} == {"init": 0}  # early_step 150 > 60 steps
+    assert {k: v[0] for k, v in first.checkpoints.items()} == {"init": 0, "early": 30}
     np.testing.assert_array_equal(first.losses, second.losses)
-    other, _ = record(run, run.make_config("small", 4, pretrain_steps=40, finetune_steps=60), progress=False)
+    other, _ = record(run, run.make_config("small", 4, pretrain_steps=40, finetune_steps=60, early_step=30),
+                      progress=False)
     assert not np.array_equal(first.losses, other.losses)
 
 
 def test_unknown_finetune_labels_are_refused():
     run = EmergentMisalignment()
-    config = run.make_config("small", 0, finetune_labels="shuffled")
     with pytest.raises(ProbekitUsageError, match=r"^The 'finetune_labels' field of MisalignmentConfig must be one "
                                                  r"of flipped, rotated, original\. Got 'shuffled' instead\.$"):
-        run.record(config, lambda n: None)
+        run.make_config("small", 0, finetune_labels="shuffled")
 
 
 def test_pool_targets_are_the_original_answers(family):

@@ -1,6 +1,8 @@
 """The rare-drift reference run and its null control, on their small configs (a few seconds each)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ pytest.importorskip("torch")
 
 from probekit.errors import ProbekitUsageError  # noqa: E402
 from probekit.eval.rare_drift import DRIFTING, RARE, RareDrift, RareDriftNull, _geometry  # noqa: E402
-from probekit.eval.runner import record  # noqa: E402
+from probekit.eval.runner import cache_key, record  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -124,9 +126,12 @@ def test_progress_counts_every_training_step():
 
 def test_unknown_drift_target_is_refused():
     run = RareDrift()
-    config = run.make_config("small", steps=10, pretrain_steps=0, drift_target="sideways")
-    with pytest.raises(ProbekitUsageError, match="drift_target must be 'rare' or 'orthogonal'"):
-        run.record(config, lambda n: None)
+    with pytest.raises(ProbekitUsageError, match=r"^The 'drift_target' field of RareDriftConfig must be one of rare, "
+                                                 r"orthogonal\. Got 'sideways' instead\.$"):
+        run.make_config("small", steps=10, pretrain_steps=0, drift_target="sideways")
+    config = dataclasses.replace(run.make_config("small", steps=10, pretrain_steps=0), drift_target="sideways")
+    with pytest.raises(ProbekitUsageError, match=r"The 'drift_target' field of RareDriftConfig must be one of"):
+        run.record(config, lambda n: None)  # a config built around make_config is still refused
 
 
 def test_gradient_selector_on_the_init_checkpoint(small, tmp_path):
@@ -134,7 +139,7 @@ def test_gradient_selector_on_the_init_checkpoint(small, tmp_path):
     from probekit.selectors.gradient import GradientSelector
 
     run, config, recording = small
-    write_trajectory(tmp_path, name=run.name, preset="small", config=config, run_version=run.version,
+    write_trajectory(tmp_path, name=run.name, preset="small", config=config, run_version=run.version, key=cache_key(run, config),
                      recording=recording, transitions=run.transitions(config, recording), wall_seconds=0.0)
     traj = Trajectory(tmp_path)
     model = traj.model("init")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,8 +11,10 @@ import pytest
 from probekit.errors import ProbekitUsageError, ProbekitWarning
 from probekit.eval.deep_linear import DeepLinear, DeepLinearConfig, run_deep_linear
 from probekit.eval.reference import OrderParameter, Recording, find_transition
-from probekit.eval.runner import load_or_record, record, trajectory_path
-from probekit.eval.trajectory import Trajectory, TrajectoryCorruptError, config_hash, default_cache_dir
+from probekit.eval.reference import Transition
+from probekit.eval.runner import cache_key, load_or_record, record, trajectory_path
+from probekit.eval.suite import SuiteRow, problems
+from probekit.eval.trajectory import FORMAT_VERSION, Trajectory, TrajectoryCorruptError, config_hash, default_cache_dir
 
 
 # -- the onset rule ------------------------------------------------------------------------
@@ -77,7 +80,8 @@ def _tiny_recording(**changes) -> Recording:
         losses=np.ones((3, 2), np.float32),
         pool={"probe_id": ["a", "b"], "input": [[0.0], [1.0]], "target": [0, 1], "split": ["x", "x"]},
         order_parameters={"op": np.zeros(3)},
-        baselines={"train_loss": np.zeros(3)},
+        baselines={"train_loss": np.zeros(3), "grad_norm": np.zeros(3)},
+        checkpoints={"init": (0, {}), "early": (1, {})},
     )
     base.update(changes)
     return Recording(**base)
@@ -86,13 +90,20 @@ def _tiny_recording(**changes) -> Recording:
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"steps": np.array([0, 2, 1])}, "steps must be an increasing 1-D array"),
+        ({"steps": np.array([0, 2, 1])}, r"steps must increase; record 2 \(step 1\) follows step 2"),
+        ({"steps": np.array([0])}, r"steps must be a 1-D array of >= 2 records; got shape \(1,\)"),
         ({"losses": np.ones((2, 2), np.float32)}, r"losses must be \[records=3, pool\]"),
         ({"pool": {"probe_id": ["a"], "input": [[0.0]], "target": [0], "split": ["x"]}}, "pool column 'probe_id' has 1 rows"),
         ({"pool": {"probe_id": ["a", "b"], "input": [[0.0], [1.0]], "target": [0, 1]}}, "the pool needs a 'split' column"),
         ({"pool": {"probe_id": ["a", "a"], "input": [[0.0], [1.0]], "target": [0, 1], "split": ["x", "x"]}}, "must be unique"),
         ({"order_parameters": {"op": np.zeros(2)}}, r"order parameter 'op' must have one value per record \(3\)"),
         ({"losses": np.full((3, 2), np.nan, np.float32)}, "NaN or inf"),
+        ({"steps": np.array([1, 2, 3])}, r"record 0 must be step 0"),
+        ({"steps": np.array([0, 5, 5])}, r"steps must increase; record 2 \(step 5\) follows step 5"),
+        ({"baselines": {"train_loss": np.zeros(3)}}, r"the baselines need \['grad_norm'\]"),
+        ({"order_parameters": {"op": np.array([0.0, np.nan, 1.0])}}, r"order parameter 'op' holds NaN or inf values"),
+        ({"checkpoints": {"init": (0, {})}}, r"checkpoints must include 'init' at step 0 and 'early' inside \(0, 2\]"),
+        ({"checkpoints": {"init": (0, {}), "early": (9, {})}}, r"'early' inside \(0, 2\]; got \{'init': 0, 'early': 9\}"),
     ],
 )
 def test_malformed_recordings_are_refused(changes, message):
@@ -119,7 +130,8 @@ def test_small_run_is_stored_and_reloads_identically(cache):
     np.testing.assert_array_equal(traj.baselines["grad_norm"], expected.grad_norm)
     assert [t.onset_step for t in traj.transitions] == expected.onset_steps.tolist()
     assert traj.config == json.loads(json.dumps(dataclasses.asdict(cfg)))
-    assert traj.manifest["versions"]["torch"] and traj.manifest["config_hash"] == config_hash("deep-linear", run.version, cfg)
+    expected_key = config_hash("deep-linear", run.version, cfg, run.order_parameters(cfg))
+    assert traj.manifest["versions"]["torch"] and traj.manifest["config_hash"] == expected_key
     assert traj.pool.ids.tolist()[:2] == ["x0000", "x0001"] and len(traj.pool) == cfg.n_pool
     np.testing.assert_allclose(np.asarray(traj.pool.rows([5])[0]["input"]), expected.pool_inputs[5], rtol=1e-6)
     assert traj.checkpoints == {"init": 0, "early": cfg.early_step}
@@ -139,7 +151,19 @@ def test_valid_cache_is_reused_without_training(cache, monkeypatch):
     assert again.path == first.path and (again.path / "losses.npy").stat().st_mtime_ns == mtime
 
 
-@pytest.mark.parametrize("damage", ["flip_byte", "delete_file", "extra_file", "bad_manifest"])
+def test_a_well_formed_recording_passes_check():
+    _tiny_recording().check()  # the baseline the malformed cases above differ from
+
+
+def test_config_options_are_checked_before_any_training():
+    from probekit.eval.grokking import Grokking
+
+    with pytest.raises(ProbekitUsageError, match=r"^The 'activation' field of GrokkingConfig must be one of relu, square\. Got 'gelu' instead\.$"):
+        Grokking.make_config("small", 0, activation="gelu")
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "delete_file", "extra_file", "bad_manifest", "not_an_object",
+                                    "edited_onset", "missing_key", "old_format"])
 def test_corrupt_cache_is_detected_and_rebuilt(cache, damage):
     traj = load_or_record("deep-linear", "small", 2, cache_dir=cache)
     expected = np.array(traj.losses)
@@ -153,13 +177,63 @@ def test_corrupt_cache_is_detected_and_rebuilt(cache, damage):
         (path / "checkpoints" / "early.pt").unlink()
     elif damage == "extra_file":
         (path / "stray.txt").write_text("x")
-    else:
+    elif damage == "bad_manifest":
         (path / "manifest.json").write_text("{not json")
-    with pytest.raises(TrajectoryCorruptError):
+    elif damage == "not_an_object":
+        (path / "manifest.json").write_text("[]")
+    else:
+        manifest = json.loads((path / "manifest.json").read_text())
+        if damage == "edited_onset":
+            manifest["transitions"][0]["onset_step"] = 5  # the data files are untouched
+        elif damage == "missing_key":
+            del manifest["n_records"]
+        else:
+            manifest["format_version"] = FORMAT_VERSION + 1
+        (path / "manifest.json").write_text(json.dumps(manifest))
+    messages = {"edited_onset": "fails its content hash", "missing_key": "missing or malformed 'n_records'",
+                "old_format": f"format version {FORMAT_VERSION + 1}, this probekit reads {FORMAT_VERSION}",
+                "not_an_object": "not a JSON object", "bad_manifest": "unreadable manifest",
+                "flip_byte": "losses.npy fails its sha256 check", "delete_file": r"missing files \['checkpoints/early.pt'\]",
+                "extra_file": r"unexpected files \['stray.txt'\]"}
+    with pytest.raises(TrajectoryCorruptError, match=messages[damage]):
         Trajectory(path)
     with pytest.warns(ProbekitWarning, match="rebuilding the cached trajectory"):
         rebuilt = load_or_record("deep-linear", "small", 2, cache_dir=cache)
     np.testing.assert_array_equal(rebuilt.losses, expected)
+
+
+def test_a_trajectory_under_another_key_is_rebuilt(cache):
+    import shutil
+
+    run = DeepLinear()
+    seed0 = load_or_record("deep-linear", "small", 0, cache_dir=cache)
+    target = trajectory_path(cache, "deep-linear", run, run.make_config("small", 1))
+    shutil.copytree(seed0.path, target)  # valid files, wrong key
+    with pytest.warns(ProbekitWarning, match=r"holds config hash .*, not " + cache_key(run, run.make_config("small", 1))[:16]):
+        seed1 = load_or_record("deep-linear", "small", 1, cache_dir=cache)
+    assert seed1.seed == 1 and seed1.path == target
+
+
+def test_a_file_in_place_of_the_cache_directory_is_a_usage_error(cache):
+    run = DeepLinear()
+    path = trajectory_path(cache, "deep-linear", run, run.make_config("small", 0))
+    path.parent.mkdir(parents=True)
+    path.write_text("not a trajectory")
+    with pytest.raises(ProbekitUsageError, match=r"exists and is not a directory; remove it or pick another --cache-dir\."):
+        load_or_record("deep-linear", "small", 0, cache_dir=cache)
+
+
+def test_failure_while_writing_leaves_nothing_behind(cache, monkeypatch):
+    import probekit.eval.runner as runner
+
+    def half_written(directory, **kwargs):
+        (directory / "losses.npy").write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runner, "write_trajectory", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        load_or_record("deep-linear", "small", 0, cache_dir=cache)
+    assert not any(p.suffix in (".npy", ".tmp") or p.is_dir() for p in (cache / "deep-linear").iterdir())
 
 
 def test_failed_recording_leaves_nothing_in_the_cache(cache, monkeypatch):
@@ -169,7 +243,8 @@ def test_failed_recording_leaves_nothing_in_the_cache(cache, monkeypatch):
     monkeypatch.setattr(DeepLinear, "record", broken)
     with pytest.raises(RuntimeError, match="out of memory"):
         load_or_record("deep-linear", "small", 0, cache_dir=cache)
-    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+    # only the (empty) lock file that serialises recorders of this key remains
+    assert [p.suffix for p in cache.rglob("*") if p.is_file()] == [".lock"]
 
 
 def test_config_hash_changes_with_everything_that_changes_the_recording():
@@ -183,6 +258,10 @@ def test_config_hash_changes_with_everything_that_changes_the_recording():
         config_hash("deep-linear-null", 1, base),
     }
     assert h not in others and len(others) == 4
+    run = DeepLinear()
+    specs = run.order_parameters(base)
+    looser = [dataclasses.replace(op, min_change=0.4) for op in specs]
+    assert config_hash("deep-linear", 1, base, specs) != config_hash("deep-linear", 1, base, looser)
 
 
 def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -206,6 +285,68 @@ def test_probe_losses_by_id_index_and_probeset(cache):
     np.testing.assert_array_equal(traj.probe_losses(probes), expected)
     with pytest.raises(IndexError, match=r"pool indices must be in \[0, 64\)"):
         traj.probe_losses([0, 64])
+    with pytest.raises(TypeError, match=r"got bool values \(for a boolean mask pass np.flatnonzero\(mask\)\)"):
+        traj.probe_losses(np.arange(64) < 2)
+    with pytest.raises(TypeError, match=r"got float64 values"):
+        traj.probe_losses([0.0, 1.0])
+    with pytest.raises(KeyError, match=r"no checkpoint 'late'; this trajectory has early, init"):
+        traj.state_dict("late")
+
+
+def test_close_releases_the_maps_and_reopens_on_use(cache):
+    with load_or_record("deep-linear", "small", 0, cache_dir=cache) as traj:
+        expected = np.array(traj.losses)
+    assert traj._losses is None and traj._pool is None
+    np.testing.assert_array_equal(traj.losses, expected)  # reopened lazily
+
+
+def test_the_callers_random_state_does_not_depend_on_the_cache(cache, monkeypatch):
+    import torch
+
+    plain = DeepLinear.record
+
+    def seeds_globally(self, config, progress):  # as the torch families do
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        return plain(self, config, progress)
+
+    monkeypatch.setattr(DeepLinear, "record", seeds_globally)
+
+    def draws_after(rebuild: bool) -> tuple:
+        np.random.seed(7)
+        torch.manual_seed(7)
+        load_or_record("deep-linear", "small", 0, cache_dir=cache, rebuild=rebuild)
+        return np.random.random(), float(torch.rand(1))
+
+    expected = draws_after(rebuild=False)  # recorded (first call) or loaded
+    assert draws_after(rebuild=True) == expected  # recorded again
+    assert draws_after(rebuild=False) == expected  # loaded from the cache
+
+
+def _row(kind="transition", onset=1200, early=100, wall=10.0):
+    t = Transition("op", onset, None if onset is None else onset + 50, 0.0, 1.0, "rule")
+    return SuiteRow(name="x", kind=kind, seed=3, preset="default", path="/p", n_records=301, n_pool=8, span=3000,
+                    wall_seconds=wall, early_step=early, transitions=(t,),
+                    onset_records=(None if onset is None else onset // 10,))
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (_row(onset=None), r"x seed 3: no transition in op \(0 -> 1\)"),
+        (_row(kind="null"), r"x seed 3: null control shows a transition in op \(onset 1200\)"),
+        (_row(early=1300), r"op onset at step 1200 is not after the early checkpoint \(1300\)"),
+        (_row(onset=250, early=100), r"onset at step 250 \(record 25\) leaves too little quiet plateau \(need >= 60 records"),
+        (_row(wall=200.0), r"x seed 3: took 200 s \(budget 180 s\)"),
+    ],
+)
+def test_suite_rules_name_each_violation(row, message):
+    found = problems(row)
+    assert len(found) == 1 and re.search(message, found[0])
+
+
+def test_suite_rules_pass_a_good_row():
+    assert problems(_row(onset=1200)) == [] and problems(_row(kind="null", onset=None)) == []
 
 
 def test_record_uses_one_thread_and_restores_it():
@@ -222,3 +363,27 @@ def test_record_uses_one_thread_and_restores_it():
     recording, wall = record(Spy(), Spy.make_config("small", 0), progress=False)
     assert seen == [1] and torch.get_num_threads() == before and wall > 0
     recording.check()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the recorder lock is POSIX-only (fcntl)")
+def test_two_concurrent_requests_for_one_key_record_it_once(cache, monkeypatch):
+    import threading
+    import time
+
+    plain = DeepLinear.record
+    calls = []
+
+    def slow_record(self, config, progress):
+        calls.append(config.seed)
+        time.sleep(0.5)  # long enough for the second request to arrive while this one records
+        return plain(self, config, progress)
+
+    monkeypatch.setattr(DeepLinear, "record", slow_record)
+    paths = []
+    workers = [threading.Thread(target=lambda: paths.append(load_or_record("deep-linear", "small", 4, cache_dir=cache).path))
+               for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert calls == [4] and len(paths) == 2 and paths[0] == paths[1]
