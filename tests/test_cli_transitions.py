@@ -57,3 +57,27 @@ def test_usage_errors_are_one_line_exit_2(argv, message, capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1
     assert re.search(message, err)
     assert not any(tmp_path.rglob("*.npy"))  # nothing trained, nothing written
+
+
+def test_a_third_party_reference_run_registers_and_runs(tmp_path, capsys):
+    from probekit.eval.deep_linear import DeepLinear
+    from probekit.registry import TRANSITIONS
+
+    class TwoModes(DeepLinear):
+        """A user's own reference run: the deep linear network with two teacher modes."""
+
+        name = "two-modes"
+        summary = "a user's deep linear network with teacher modes 4 and 2"
+        presets = {"small": {"width": 4, "teacher_strengths": (4.0, 2.0), "steps": 1200, "n_pool": 32}}
+
+    TRANSITIONS.register("two-modes", TwoModes)
+    try:
+        assert main(["transitions", "list"]) == 0
+        assert "two-modes" in capsys.readouterr().out
+        assert main(["transitions", "run", "two-modes", "--config", "small", "--cache-dir", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "two-modes seed 0 (small): 241 records x 32 pool examples, recorded in" in out
+        assert out.count("onset") == 2 and "no transition" not in out
+        assert (tmp_path / "two-modes").is_dir()
+    finally:
+        TRANSITIONS.unregister("two-modes")

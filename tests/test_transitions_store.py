@@ -387,3 +387,17 @@ def test_two_concurrent_requests_for_one_key_record_it_once(cache, monkeypatch):
     for w in workers:
         w.join()
     assert calls == [4] and len(paths) == 2 and paths[0] == paths[1]
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    run = DeepLinear()
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr("sys.stderr", stream)
+        record(run, run.make_config("small", 0))  # progress=None: tqdm decides by isatty()
+        assert ("deep-linear seed 0:   0%|" in stream.getvalue()) is shown and ("/1500" in stream.getvalue()) is shown
