@@ -1,0 +1,129 @@
+"""Signals an alarm rule can watch: 2RDM statistics of a probe set, and scalar baselines.
+
+Every signal is one value per (strided) record, NaN where it is not defined
+yet, and **rises** towards a transition, so that one family of alarm rules
+(which fire on rises) serves all of them:
+
+2RDM statistics of the probe set's window (``probekit.rdm_series``):
+
+- ``shc``: the spectral heat capacity, Var(eigenvalues of C);
+- ``inv_pr``: 1 / participation ratio (PR falls towards 1 when one direction
+  dominates the window, FINDINGS.md);
+- ``leading_share``: the leading eigenvalue's share of the trace;
+- ``trace``: tr C, the total variance of the window (a scalar competitor the
+  2RDM gives for free).
+
+Scalar baselines (the classical early-warning indicators, on the same records):
+
+- ``mean_drop``: running maximum of the mean probe loss over its current value
+  (>= 1; rises as the mean loss drops);
+- ``mean_var``: the rolling variance of the mean probe loss over the window;
+- ``mean_ar1``: (1 + lag-1 autocorrelation of the mean probe loss over the
+  window) / 2, in [0, 1] (critical slowing down);
+- ``grad_norm``: the trajectory's stored gradient norm (the probe set plays no
+  part).
+
+Detrending, window and record stride are the :class:`SignalSpec`'s axes; the
+log transform ("log-SHC") belongs to the alarm rule (``zscore`` with
+``transform="log"``), not to the signal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from probekit.errors import ProbekitUsageError
+
+__all__ = ["PROBE_SIGNALS", "SCALAR_SIGNALS", "SignalSpec", "compute_signal"]
+
+PROBE_SIGNALS = ("shc", "inv_pr", "leading_share", "trace")
+SCALAR_SIGNALS = ("mean_drop", "mean_var", "mean_ar1", "grad_norm")
+DETRENDS = ("none", "linear", "diff")
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """What is computed from the probe losses before the alarm rule sees it."""
+
+    statistic: str = "shc"
+    window: int = 32  # records per 2RDM window (and per rolling scalar statistic)
+    stride: int = 1  # use every stride-th record of the trajectory
+    detrend: str = "none"  # inside the 2RDM window: none / linear / diff
+
+    def check(self) -> None:
+        if self.statistic not in PROBE_SIGNALS + SCALAR_SIGNALS:
+            raise ProbekitUsageError(
+                f"The 'statistic' field of SignalSpec must be one of {', '.join(PROBE_SIGNALS + SCALAR_SIGNALS)}. "
+                f"Got {self.statistic!r} instead."
+            )
+        for name, low in (("window", 3), ("stride", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ProbekitUsageError(
+                    f"The {name!r} field of SignalSpec must be an int >= {low}. Got {value!r} instead."
+                )
+        if self.detrend not in DETRENDS:
+            raise ProbekitUsageError(
+                f"The 'detrend' field of SignalSpec must be one of {', '.join(DETRENDS)}. Got {self.detrend!r} instead."
+            )
+
+    @property
+    def label(self) -> str:
+        extra = "" if self.detrend == "none" else f",{self.detrend}"
+        return f"{self.statistic}[W={self.window},k={self.stride}{extra}]"
+
+
+def _rolling(values: np.ndarray, window: int, fn) -> np.ndarray:
+    out = np.full(values.shape, np.nan)
+    if values.size >= window:
+        view = np.lib.stride_tricks.sliding_window_view(values, window)  # [T - W + 1, W]
+        out[window - 1:] = fn(view)
+    return out
+
+
+def _ar1(view: np.ndarray) -> np.ndarray:
+    a = view[:, :-1] - view[:, :-1].mean(axis=1, keepdims=True)
+    b = view[:, 1:] - view[:, 1:].mean(axis=1, keepdims=True)
+    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(axis=1) / den
+    return np.where(den > 0, (1.0 + r) / 2.0, np.nan)
+
+
+def compute_signal(
+    spec: SignalSpec,
+    losses: np.ndarray | None,
+    *,
+    grad_norm: np.ndarray | None = None,
+) -> np.ndarray:
+    """The signal, one value per record of ``losses`` ([records, n], already strided)."""
+    from probekit.rdm_offline import rdm_series
+
+    spec.check()
+    if spec.statistic == "grad_norm":
+        if grad_norm is None:
+            raise ProbekitUsageError("the 'grad_norm' signal needs the trajectory's stored gradient norms.")
+        return np.asarray(grad_norm, dtype=np.float64)
+    x = np.asarray(losses, dtype=np.float64)  # [records, n]
+    if spec.statistic in SCALAR_SIGNALS:
+        mean = x.mean(axis=1)  # [records]
+        if spec.statistic == "mean_drop":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.maximum.accumulate(mean) / np.maximum(mean, np.finfo(np.float64).tiny)
+        if spec.statistic == "mean_var":
+            return _rolling(mean, spec.window, lambda v: v.var(axis=1, ddof=1))
+        return _rolling(mean, spec.window, _ar1)
+    series = rdm_series(x, spec.window, detrend=spec.detrend, top_k=1)
+    if spec.statistic == "shc":
+        out = series.shc
+    elif spec.statistic == "inv_pr":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = 1.0 / series.pr
+    elif spec.statistic == "leading_share":
+        out = series.leading_share
+    else:
+        out = series.trace
+    out = np.asarray(out, dtype=np.float64).copy()
+    out[~series.ready] = np.nan
+    return out
