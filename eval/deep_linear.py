@@ -31,7 +31,11 @@ and registers two reference runs for the harness:
 - ``deep-linear-null``: the same network started on the teacher (every mode
   already learned, a balanced factorisation plus init-scale noise) and trained
   with label noise, so the weights fluctuate around the solution and the
-  per-sample losses move without any transition. Its strengths stay at ~1:
+  per-sample losses move without any transition. It trains 500 unrecorded
+  steps first (``burn_in``): started exactly on the teacher its losses are
+  ~0 and climb to the label-noise floor within ~50 steps, a start-up
+  transient that would read as a false alarm and is not what the control is
+  for. Its strengths stay at ~1:
   no transition (the change from the first to the last records is below
   0.5).
 The configuration follows the prototype that worked on this machine
@@ -64,6 +68,7 @@ class DeepLinearConfig:
     seed: int = 0
     early_step: int = 100  # the "early" checkpoint: before the first escape (~step 330)
     start_learned: bool = False  # null control: start on the teacher, nothing left to learn
+    burn_in: int = 0  # unrecorded SGD steps before step 0 (the null: reach its noise floor first)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,12 @@ def run_deep_linear(config: DeepLinearConfig | None = None, progress=None) -> De
         w2 += u @ np.diag(np.sqrt(s))
     pool_x = rng.normal(size=(cfg.n_pool, d))  # [pool, in]
     pool_y = pool_x @ teacher.T
+    for _ in range(cfg.burn_in):  # same update as below, nothing recorded
+        x = rng.normal(size=(cfg.batch_size, d))
+        err = (x @ w1.T) @ w2.T - (x @ teacher.T + cfg.label_noise * rng.normal(size=(cfg.batch_size, d)))
+        g2, g1 = err.T @ (x @ w1.T) / cfg.batch_size, (err @ w2).T @ x / cfg.batch_size
+        w1 -= cfg.lr * g1
+        w2 -= cfg.lr * g2
 
     steps, losses, strength, train_loss, grad_norm = [], [], [], [], []
     checkpoints = {}
@@ -233,8 +244,8 @@ class DeepLinearNull(DeepLinear):
     control_of = "deep-linear"
     transition_order = "none"
     presets = {
-        "default": {**DeepLinear.presets["default"], "start_learned": True, "label_noise": 0.5},
-        "small": {**DeepLinear.presets["small"], "start_learned": True, "label_noise": 0.5},
+        "default": {**DeepLinear.presets["default"], "start_learned": True, "label_noise": 0.5, "burn_in": 500},
+        "small": {**DeepLinear.presets["small"], "start_learned": True, "label_noise": 0.5, "burn_in": 500},
     }
 
     def order_parameters(self, config: DeepLinearConfig) -> list[OrderParameter]:

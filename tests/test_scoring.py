@@ -146,3 +146,21 @@ def test_fidelity_is_rank_correlation():
     assert fidelity(a, -a) == pytest.approx(-1.0)
     assert np.isnan(fidelity(a[:3], a[:3]))
     assert fidelity(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)  # 1 - 6*2/(4*15)
+
+
+def test_convergence_over_nested_prefixes_reaches_the_full_pool():
+    from probekit.eval.convergence import FULL_POOL, convergence
+
+    onset_record, precursor = 200, 150
+    runs = [FakeTrajectory(_noise_run(s, precursor=precursor), [_t("x", onset_record * 10, 2100)], s) for s in range(3)]
+    nulls = [FakeTrajectory(_noise_run(10 + s), [_t("x", None, None)], s, "null") for s in range(3)]
+    # a ranking that puts the quiet probes (8..15) first: small prefixes see no precursor
+    ranking = list(range(8, 16)) + list(range(8))
+    points = convergence(runs, nulls, lambda t: ranking, [4, 8, 12], spec=SignalSpec("shc", window=20))
+    assert [p.size for p in points] == [4, 8, 12, FULL_POOL]
+    detection = {p.size: p.score.at_5["detection"] for p in points}
+    assert detection[4] == detection[8] == 0.0  # only quiet probes: nothing to see
+    assert detection[12] == detection[FULL_POOL] == 1.0  # 4 precursor probes are enough
+    assert points[0].fidelity < 0.5 < points[2].fidelity
+    with pytest.raises(ProbekitUsageError, match=r"sizes must be a non-empty list of ints >= 1\. Got \[0\] instead\."):
+        convergence(runs, nulls, lambda t: ranking, [0])
