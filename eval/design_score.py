@@ -60,7 +60,15 @@ class DesignScore:
             },
             "at_far_5pct": self.at_5,
             "auc": self.curve.auc,
+            "curve": self.curve_points(),
         }
+
+    def curve_points(self, max_points: int = 101) -> dict:
+        """The lead-vs-false-alarm curve, thinned to at most ``max_points`` (for the report's figures)."""
+        c = self.curve
+        keep = np.unique(np.linspace(0, len(c.far) - 1, min(max_points, len(c.far))).round().astype(int))
+        return {"far": c.far[keep].tolist(), "detection": c.detection[keep].tolist(),
+                "mean_lead_fraction": c.mean_lead_fraction[keep].tolist()}
 
 
 def score_design(

@@ -121,6 +121,7 @@ class Curve:
     median_lead: np.ndarray  # [K] records, over hits (NaN if none)
     n_quiet: int
     n_episodes: int
+    episode_leads: np.ndarray  # [episodes, K] lead in records at each threshold, -1 for a miss
 
     def at_far(self, target: float = 0.05) -> dict:
         """The point with the smallest threshold whose false-alarm rate is <= target."""
@@ -132,6 +133,7 @@ class Curve:
             "detection": float(self.detection[k]),
             "median_lead": None if np.isnan(self.median_lead[k]) else float(self.median_lead[k]),
             "mean_lead_fraction": float(self.mean_lead_fraction[k]),
+            "leads": [None if v < 0 else int(v) for v in self.episode_leads[:, k]],  # per episode
         }
 
     @property
@@ -182,7 +184,7 @@ def sweep(
     mean_frac = fracs.sum(axis=0) / n
     with np.errstate(invalid="ignore"):
         med = np.array([np.median(leads[hits[:, k], k]) if hits[:, k].any() else np.nan for k in range(len(thresholds))])
-    return Curve(thresholds, far, det, mean_frac, med, len(quiet_stats), len(episode_scores))
+    return Curve(thresholds, far, det, mean_frac, med, len(quiet_stats), len(episode_scores), leads)
 
 
 def fidelity(signal: np.ndarray, reference: np.ndarray) -> float:

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "export": "probekit.cli.export_cmd",
     "selectors": "probekit.cli.selectors_cmd",
     "transitions": "probekit.cli.transitions_cmd",
+    "bench": "probekit.cli.bench_cmd",
 }
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2

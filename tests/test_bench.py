@@ -1,0 +1,94 @@
+"""The benchmark grid end to end on tiny configurations: report, determinism, resume, failed cells, CLI."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from probekit.cli import main
+from probekit.eval.bench import BenchGrid, run_grid
+from probekit.eval.report import write_report
+from probekit.eval.signals import SignalSpec
+
+TINY = BenchGrid(
+    families=("deep-linear", "late-bias"),
+    seeds=(0, 1),
+    strategies=("random", "cluster"),
+    sizes=(8,),
+    signals=(SignalSpec("shc", window=16),),
+    scalar_baselines=("mean_drop",),
+)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("trajectories")
+
+
+def test_tiny_grid_end_to_end_and_identical_on_rerun(tmp_path, cache, one_torch_thread):
+    first = run_grid(TINY, tmp_path / "a", cache_dir=cache, progress=False)
+    assert first.computed == 6 and not any(c["error"] for c in first.cells)
+    assert [(c["family"], c["design"]) for c in first.cells] == [
+        ("deep-linear", "random"), ("deep-linear", "cluster"), ("deep-linear", "scalar"),
+        ("late-bias", "random"), ("late-bias", "cluster"), ("late-bias", "scalar"),
+    ]
+    sizes = [[p["size"] for p in c["points"]] for c in first.cells]
+    assert sizes == [[8, 0], [8, 0], [0]] * 2  # each prefix, then the full pool; scalars on the full pool
+    for c in first.cells:
+        expected = 3 * 2 if c["family"] == "deep-linear" else 1 * 2  # small deep-linear: 3 modes; 2 seeds
+        assert all(p["fixed_threshold"]["episodes"] == expected for p in c["points"])
+        assert all(len(p["at_far_5pct"]["leads"]) == expected for p in c["points"])
+    json_a, md = write_report(first, tmp_path / "a", "probekit bench (test)")
+    report = md.read_text()
+    assert "| random | 8 |" in report and "| scalar:mean_drop | full |" in report
+    assert re.search(r"- \*\*late-bias\*\*: (no 2RDM design gives early warning|best 2RDM design)", report)
+    assert "Leave-one-family-out" in report and "- deep-linear: chosen " in report
+
+    second = run_grid(TINY, tmp_path / "b", cache_dir=cache, progress=False)  # a fresh directory: recomputed
+    json_b, _ = write_report(second, tmp_path / "b", "probekit bench (test)")
+    assert second.computed == 6 and json_a.read_bytes() == json_b.read_bytes()
+
+
+def test_resume_computes_only_missing_cells(tmp_path, cache, one_torch_thread):
+    run_grid(TINY, tmp_path, cache_dir=cache, progress=False)
+    cell_files = sorted((tmp_path / "cells" / TINY.key()).glob("*.json"))
+    assert len(cell_files) == 6
+    cell_files[2].unlink()  # as if the run had been killed before this cell
+    resumed = run_grid(TINY, tmp_path, cache_dir=cache, progress=False)
+    assert resumed.computed == 1 and len(resumed.cells) == 6
+
+
+def test_a_failing_cell_is_recorded_not_fatal(tmp_path, cache, one_torch_thread):
+    grid = BenchGrid(families=("deep-linear",), seeds=(0,), strategies=("random", "nonsense"), sizes=(8,),
+                     signals=(SignalSpec("shc", window=16),), scalar_baselines=())
+    result = run_grid(grid, tmp_path, cache_dir=cache, progress=False)
+    errors = {c["design"]: c["error"] for c in result.cells}
+    assert errors["random"] is None
+    assert errors["nonsense"] == "ValueError: unknown design 'nonsense'; the grid knows random, cluster, gradient and scalar"
+    _, md = write_report(result, tmp_path, "x")
+    assert "## Failed cells" in md.read_text()
+
+
+def test_cli_bench_writes_the_report(tmp_path, cache, capsys, one_torch_thread):
+    code = main(["bench", "--families", "deep-linear", "--out-dir", str(tmp_path / "out"), "--jobs", "1",
+                 "--cache-dir", str(cache)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| design | size | deep-linear |" in out and "| gradient | 32 |" in out
+    assert (tmp_path / "out" / "results.json").exists() and (tmp_path / "out" / "report.md").exists()
+    assert re.search(r"\d+ cells computed, 0 resumed", out)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--families", "deep-linear-null"], r"'deep-linear-null' is a null control; name its family \(deep-linear\)"),
+        (["--families", "grokin"], r"Unknown reference run 'grokin'\. Did you mean: grokking"),
+        (["--jobs", "0"], r"argument --jobs: must be an int >= 1\. Got 0 instead\."),
+    ],
+)
+def test_cli_bench_usage_errors(argv, message, capsys, tmp_path):
+    assert main(["bench", *argv, "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err)
+    assert not (tmp_path / "results.json").exists()
