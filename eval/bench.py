@@ -71,7 +71,8 @@ FULL = BenchGrid(
     preset="default",
     seeds=(0, 1, 2, 3, 4),
     sizes=(8, 16, 32, 64, 128, 256),
-    signals=(SignalSpec("shc", window=32),),
+    # the signal axes compared: SHC raw and detrended by first differences, and 1 / PR
+    signals=(SignalSpec("shc", window=32), SignalSpec("shc", window=32, detrend="diff"), SignalSpec("inv_pr", window=32)),
 )
 
 

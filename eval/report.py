@@ -23,11 +23,20 @@ from probekit.atomic import atomic_file
 __all__ = ["render_markdown", "write_report"]
 
 
+def _signal_label(signal: dict) -> str:
+    extra = "" if signal["detrend"] == "none" else f", {signal['detrend']}"
+    return f"{signal['statistic']} W={signal['window']}{extra}"
+
+
 def _rows(cells: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
     """(design label, size label) -> family -> point."""
     rows: dict[tuple[str, str], dict[str, dict]] = {}
+    signals = {json.dumps(c["signal"], sort_keys=True) for c in cells if c["design"] != "scalar"}
     for cell in cells:
-        design = cell["design"] if cell["design"] != "scalar" else f"scalar:{cell['signal']['statistic']}"
+        if cell["design"] == "scalar":
+            design = f"scalar:{cell['signal']['statistic']}"
+        else:  # several signals in the grid: each is its own row family
+            design = cell["design"] if len(signals) == 1 else f"{cell['design']} [{_signal_label(cell['signal'])}]"
         if cell["error"]:
             rows.setdefault((design, "error"), {})[cell["family"]] = {"error": cell["error"]}
             continue
@@ -64,14 +73,15 @@ def _best(points: list[tuple[str, dict]]) -> tuple[str, float]:
 def render_markdown(result: Any, command: str) -> str:
     rows = _rows(result.cells)
     families = list(result.grid.families)
+    signals = "; ".join(_signal_label(dataclasses.asdict(s)) for s in result.grid.signals)
     spec = result.grid.signals[0]
     lines = [
         "# probekit bench",
         "",
         f"Command: `{command}`",
         "",
-        f"Grid: preset `{result.grid.preset}`, seeds {list(result.grid.seeds)}, signal {spec.statistic} "
-        f"(W = {spec.window}, stride {spec.stride}, detrend {spec.detrend}), alarm rule `{result.grid.rule}` "
+        f"Grid: preset `{result.grid.preset}`, seeds {list(result.grid.seeds)}, sizes {list(result.grid.sizes)}, "
+        f"signals: {signals} (record stride {spec.stride}), alarm rule `{result.grid.rule}` "
         f"{dict(result.grid.rule_params) or ''}, hit window: the last {result.grid.hit_fraction:.0%} of the time "
         "to onset.",
         "",

@@ -76,6 +76,8 @@ def test_cli_bench_writes_the_report(tmp_path, cache, capsys, one_torch_thread):
     assert code == 0
     assert "| design | size | deep-linear |" in out and "| gradient | 32 |" in out
     assert (tmp_path / "out" / "results.json").exists() and (tmp_path / "out" / "report.md").exists()
+    assert sorted(p.name for p in (tmp_path / "out" / "figures").glob("*.png")) == [
+        "convergence-deep-linear.png", "lead-vs-far-deep-linear.png", "signals-deep-linear.png"]
     assert re.search(r"\d+ cells computed, 0 resumed", out)
 
 

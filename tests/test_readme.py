@@ -25,7 +25,7 @@ def test_readme_opens_with_two_commands_that_ci_runs():
                 assert f"&& {step})" in ci or f"\n{step}\n" in ci, step
             else:
                 assert f"\n{step}\n" in ci, step
-    assert commands[0].endswith("probekit analyze") and commands[1].endswith("python -m pytest")
+    assert commands[0].endswith("probekit bench --quick") and commands[1].endswith("python -m pytest")
 
 
 def test_readme_figure_is_committed():

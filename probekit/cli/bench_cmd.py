@@ -8,8 +8,9 @@ EPILOG = """examples:
   probekit bench --quick --out-dir results/    # resumable: rerun to continue a killed benchmark
   probekit bench --families grokking rare-drift --jobs 2
 
-Writes OUT_DIR/results.json (every cell) and OUT_DIR/report.md (rows: design x size, columns:
-families; cells: median lead in records at a 5% false-alarm rate, detection rate, spread)."""
+Writes OUT_DIR/results.json (every cell), OUT_DIR/report.md (rows: design x size, columns:
+families; cells: median lead in records at a 5% false-alarm rate, detection rate, spread) and
+OUT_DIR/figures/ (per family: convergence with size, lead vs false-alarm rate, signals and alarms)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from probekit.errors import ProbekitUsageError
+    from pathlib import Path
+
     from probekit.eval.bench import FULL, QUICK, run_grid
+    from probekit.eval.bench_figures import write_figures
     from probekit.eval.report import write_report
     from probekit.registry import TRANSITIONS
 
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_grid(grid, args.out_dir, jobs=args.jobs, cache_dir=args.cache_dir)
     command = "probekit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "probekit bench"
     json_path, md_path = write_report(result, args.out_dir, command)
+    figures = write_figures(result, args.out_dir, cache_dir=args.cache_dir)
     print(md_path.read_text())
     print(f"{result.computed} cells computed, {len(result.cells) - result.computed} resumed")
-    print(f"report: {md_path}\nresults: {json_path}")
+    print(f"report: {md_path}\nresults: {json_path}\nfigures: {len(figures)} PNGs in {Path(args.out_dir) / 'figures'}")
     return 1 if any(c["error"] for c in result.cells) else 0

@@ -1,0 +1,73 @@
+"""The benchmark figures on the tiny grid: every PNG written, and failed cells skipped, not fatal."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from probekit.eval import design_score
+from probekit.eval.bench import BenchGrid, GridResult, run_grid
+from probekit.eval.bench_figures import result_from_json, write_figures
+from probekit.eval.report import write_report
+from probekit.eval.signals import SignalSpec
+
+TINY = BenchGrid(  # as in test_bench.py
+    families=("deep-linear", "late-bias"),
+    seeds=(0, 1),
+    strategies=("random", "cluster"),
+    sizes=(8,),
+    signals=(SignalSpec("shc", window=16),),
+    scalar_baselines=("mean_drop",),
+)
+NAMES = sorted(f"{kind}-{fam}.png" for kind in ("convergence", "lead-vs-far", "signals") for fam in TINY.families)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("trajectories")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, cache, one_torch_thread):
+    return run_grid(TINY, tmp_path_factory.mktemp("bench"), cache_dir=cache, progress=False)
+
+
+def _assert_pngs(paths, names):
+    assert [p.name for p in paths] == names and paths == sorted(paths)
+    for p in paths:
+        assert p.parent.name == "figures" and p.stat().st_size > 1000
+        assert p.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_figure_is_written(tiny, tmp_path, cache):
+    assert not any(c["error"] for c in tiny.cells)
+    paths = write_figures(tiny, tmp_path, cache_dir=cache)
+    _assert_pngs(paths, NAMES)
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == NAMES
+
+
+def test_a_result_reads_back_from_results_json(tiny, tmp_path):
+    json_path, _ = write_report(tiny, tmp_path, "probekit bench (test)")
+    again = result_from_json(json_path)  # what write_figures needs to redraw a finished benchmark
+    assert again.grid == TINY and again.grid.key() == TINY.key() and again.cells == tiny.cells
+
+
+def test_a_failed_cell_is_skipped(tiny, tmp_path, cache, monkeypatch):
+    cells = copy.deepcopy(tiny.cells)
+    failed = next(c for c in cells if c["family"] == "late-bias" and c["design"] == "random")
+    failed.update(points=[], error="RuntimeError: boom")
+    cluster = next(c for c in cells if c["family"] == "deep-linear" and c["design"] == "cluster")
+    cluster["points"][0]["at_far_5pct"]["mean_lead_fraction"] = 2.0  # the best design: drawn with random
+    drawn = []
+    real = design_score.trajectory_signal
+    monkeypatch.setattr(design_score, "trajectory_signal",
+                        lambda traj, probes, spec: drawn.append((traj.name, len(probes))) or real(traj, probes, spec))
+    paths = write_figures(GridResult(TINY, cells), tmp_path, cache_dir=cache)
+    _assert_pngs(paths, NAMES)
+    assert drawn == [("deep-linear", 8), ("deep-linear", 8), ("late-bias", 8)]  # random + best; best only
+
+
+def test_a_family_with_only_failed_cells_gets_no_figures(tiny, tmp_path, cache):
+    cells = [dict(c, points=[], error="RuntimeError: boom") if c["family"] == "late-bias" else c for c in tiny.cells]
+    paths = write_figures(GridResult(TINY, cells), tmp_path, cache_dir=cache)
+    _assert_pngs(paths, [n for n in NAMES if "late-bias" not in n])
