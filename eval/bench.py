@@ -162,6 +162,13 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
     cells_dir.mkdir(parents=True, exist_ok=True)
     todo = [c for c in grid.cells() if not (cells_dir / f"{_cell_name(c)}.json").exists()]
     cache = None if cache_dir is None else str(cache_dir)
+    if todo:  # record (or verify) every trajectory first, runs in parallel; cells then only read them
+        from probekit.eval.suite import run_suite
+        from probekit.registry import TRANSITIONS
+
+        families = sorted({c["family"] for c in todo})
+        names = families + [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of in families]
+        run_suite(names, list(grid.seeds), preset=grid.preset, jobs=jobs, cache_dir=cache)
     jobs_list = [(grid, c, cache) for c in todo]
 
     def save(result: dict) -> None:
