@@ -169,25 +169,17 @@ def test_progress_counts_every_training_step(one_torch_thread):
 
 def test_gradient_selector_on_stored_checkpoint(small, tmp_path):
     from probekit.eval.trajectory import Trajectory, write_trajectory
-    from probekit.registry import TRANSITIONS
     from probekit.selectors.gradient import GradientSelector
 
     run, config, rec = small
-    registered = run.name not in TRANSITIONS.names()
-    if registered:
-        TRANSITIONS.register(run.name, InductionHeads)
-    try:
-        path = tmp_path / "traj"
-        path.mkdir()
-        write_trajectory(path, name=run.name, preset="small", config=config, run_version=run.version, key=cache_key(run, config),
-                         recording=rec, transitions=run.transitions(config, rec), wall_seconds=0.0)
-        traj = Trajectory(path)
-        selector = GradientSelector(model=traj.model("init"), input_field="input", target_field="target",
-                                    loss=InductionHeads.loss, sketch_dim=32)
-        probes = selector.select(traj.pool, 16, seed=0)
-    finally:
-        if registered:
-            TRANSITIONS.unregister(run.name)
+    path = tmp_path / "traj"
+    path.mkdir()
+    write_trajectory(path, name=run.name, preset="small", config=config, run_version=run.version, key=cache_key(run, config),
+                     recording=rec, transitions=run.transitions(config, rec), wall_seconds=0.0)
+    traj = Trajectory(path)  # its model() rebuilds the registered run's architecture
+    selector = GradientSelector(model=traj.model("init"), input_field="input", target_field="target",
+                                loss=InductionHeads.loss, sketch_dim=32)
+    probes = selector.select(traj.pool, 16, seed=0)
     ids = list(probes.ids)
     assert len(ids) == 16 and len(set(ids)) == 16
     assert set(ids) <= set(rec.pool["probe_id"])

@@ -11,20 +11,8 @@ torch = pytest.importorskip("torch")
 from probekit.eval.late_bias import A_COL, Q_COL, SLICE_CHANNEL, LateBias, LateBiasNull  # noqa: E402
 from probekit.eval.runner import cache_key, record  # noqa: E402
 from probekit.eval.trajectory import Trajectory, write_trajectory  # noqa: E402
-from probekit.registry import TRANSITIONS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def registered():
-    """Both runs under their registry names (registered here only if not built in)."""
-    added = [name for name in ("late-bias", "late-bias-null") if name not in TRANSITIONS.names()]
-    for name in added:
-        TRANSITIONS.register(name, LateBias if name == "late-bias" else LateBiasNull)
-    yield
-    for name in added:
-        TRANSITIONS.unregister(name)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +118,7 @@ def test_progress_counts_every_training_step():
     assert recording.steps.tolist() == [0, 7, 14, 21, 28, 30]
 
 
-def test_gradient_selector_runs_on_the_stored_init_checkpoint(small, registered, tmp_path):
+def test_gradient_selector_runs_on_the_stored_init_checkpoint(small, tmp_path):
     from probekit.selectors.gradient import GradientSelector
 
     run, config, recording = small

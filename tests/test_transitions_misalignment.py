@@ -7,31 +7,17 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from probekit.errors import ProbekitUsageError  # noqa: E402
-from probekit.eval.misalignment import EmergentMisalignment, EmergentMisalignmentNull  # noqa: E402
+from probekit.eval.misalignment import EmergentMisalignment  # noqa: E402
 from probekit.eval.runner import load_or_record, record  # noqa: E402
-from probekit.registry import TRANSITIONS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def registered():
-    """Register both runs (unless the registry already has them) so trajectories can rebuild models."""
-    added = []
-    for cls in (EmergentMisalignment, EmergentMisalignmentNull):
-        if cls.name not in TRANSITIONS.names():
-            TRANSITIONS.register(cls.name, cls)
-            added.append(cls.name)
-    yield
-    for name in added:
-        TRANSITIONS.unregister(name)
-
-
-@pytest.fixture(scope="module")
-def family(registered, tmp_path_factory):
+def family(tmp_path_factory):
     return load_or_record("misalignment", "small", 0, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
 
 
 @pytest.fixture(scope="module")
-def null(registered, tmp_path_factory):
+def null(tmp_path_factory):
     return load_or_record("misalignment-null", "small", 0, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
 
 
