@@ -79,6 +79,14 @@ def test_small_config_records_caches_reloads_and_finds_its_transition(name, cach
     else:
         assert traj.transitions and not any(t.happened for t in traj.transitions)
 
+    # the checkpoint serves a gradient selector: the model the run rebuilds takes the pool's
+    # `input` column and its loss the `target` column
+    from probekit.selectors.gradient import GradientSelector
+
+    probes = GradientSelector(model=traj.model("init"), input_field="input", target_field="target",
+                              loss=run.loss, sketch_dim=32).select(traj.pool, 16, seed=0)
+    assert len(set(probes.ids)) == 16
+
     written = (traj.path / "losses.npy").stat().st_mtime_ns
     reloaded = load_or_record(name, "small", 0, cache_dir=cache, progress=False)
     assert reloaded.path == traj.path and (reloaded.path / "losses.npy").stat().st_mtime_ns == written

@@ -7,8 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from probekit.eval.grokking import Grokking, GrokkingNull  # noqa: E402
-from probekit.eval.runner import cache_key, record  # noqa: E402
-from probekit.eval.trajectory import Trajectory, write_trajectory  # noqa: E402
+from probekit.eval.runner import record  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -114,15 +113,3 @@ def test_progress_counts_every_training_step():
     recording = run.record(config, ticks.append)
     assert sum(ticks) == run.total_steps(config) == 30
     assert recording.steps.tolist() == [0, 7, 14, 21, 28, 30]
-
-
-def test_gradient_selector_runs_on_the_stored_init_checkpoint(small, tmp_path):
-    from probekit.selectors.gradient import GradientSelector
-
-    run, config, recording = small
-    write_trajectory(tmp_path, name=run.name, preset="small", config=config, run_version=run.version, key=cache_key(run, config),
-                     recording=recording, transitions=run.transitions(config, recording), wall_seconds=0.0)
-    traj = Trajectory(tmp_path)
-    probes = GradientSelector(model=traj.model("init"), input_field="input", target_field="target",
-                              loss=Grokking.loss, sketch_dim=32).select(traj.pool, 16, seed=0)
-    assert len(probes) == 16 and len(set(probes.ids)) == 16

@@ -19,7 +19,7 @@ from probekit.eval.induction_heads import (
     make_sequences,
     sequence_loss,
 )
-from probekit.eval.runner import cache_key, record
+from probekit.eval.runner import record
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -165,24 +165,6 @@ def test_progress_counts_every_training_step(one_torch_thread):
     rec = run.record(config, ticks.append)
     assert sum(ticks) == run.total_steps(config) == 7
     np.testing.assert_array_equal(rec.steps, [0, 3, 6, 7])  # the final step is always recorded
-
-
-def test_gradient_selector_on_stored_checkpoint(small, tmp_path):
-    from probekit.eval.trajectory import Trajectory, write_trajectory
-    from probekit.selectors.gradient import GradientSelector
-
-    run, config, rec = small
-    path = tmp_path / "traj"
-    path.mkdir()
-    write_trajectory(path, name=run.name, preset="small", config=config, run_version=run.version, key=cache_key(run, config),
-                     recording=rec, transitions=run.transitions(config, rec), wall_seconds=0.0)
-    traj = Trajectory(path)  # its model() rebuilds the registered run's architecture
-    selector = GradientSelector(model=traj.model("init"), input_field="input", target_field="target",
-                                loss=InductionHeads.loss, sketch_dim=32)
-    probes = selector.select(traj.pool, 16, seed=0)
-    ids = list(probes.ids)
-    assert len(ids) == 16 and len(set(ids)) == 16
-    assert set(ids) <= set(rec.pool["probe_id"])
 
 
 @pytest.mark.slow

@@ -106,13 +106,3 @@ def test_checkpoints_rebuild_the_recorded_losses(family):
             losses = torch.nn.functional.cross_entropy(model(x), y, reduction="none").numpy()
         expected = np.asarray(family.losses[_record_index(family, step)])
         np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_gradient_selector_on_the_init_checkpoint(family):
-    from probekit.selectors.gradient import GradientSelector
-
-    selector = GradientSelector(model=family.model("init"), input_field="input", target_field="target",
-                                loss=EmergentMisalignment.loss, sketch_dim=32)
-    probes = selector.select(family.pool, 16, seed=0)
-    assert len(probes) == 16
-    assert len(set(probes.ids)) == 16

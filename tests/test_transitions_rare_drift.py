@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 from probekit.errors import ProbekitUsageError  # noqa: E402
 from probekit.eval.rare_drift import DRIFTING, RARE, RareDrift, RareDriftNull, _geometry  # noqa: E402
-from probekit.eval.runner import cache_key, record  # noqa: E402
+from probekit.eval.runner import record  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -132,18 +132,3 @@ def test_unknown_drift_target_is_refused():
     config = dataclasses.replace(run.make_config("small", steps=10, pretrain_steps=0), drift_target="sideways")
     with pytest.raises(ProbekitUsageError, match=r"The 'drift_target' field of RareDriftConfig must be one of"):
         run.record(config, lambda n: None)  # a config built around make_config is still refused
-
-
-def test_gradient_selector_on_the_init_checkpoint(small, tmp_path):
-    from probekit.eval.trajectory import Trajectory, write_trajectory
-    from probekit.selectors.gradient import GradientSelector
-
-    run, config, recording = small
-    write_trajectory(tmp_path, name=run.name, preset="small", config=config, run_version=run.version, key=cache_key(run, config),
-                     recording=recording, transitions=run.transitions(config, recording), wall_seconds=0.0)
-    traj = Trajectory(tmp_path)
-    model = traj.model("init")
-    selected = GradientSelector(model=model, input_field="input", target_field="target", loss=RareDrift.loss,
-                                sketch_dim=32).select(traj.pool, 16, seed=0)
-    assert len(selected.ids) == 16 and len(set(selected.ids)) == 16
-    assert set(selected.ids) <= set(recording.pool["probe_id"])
