@@ -28,9 +28,39 @@ from typing import Any
 from probekit.atomic import atomic_file
 from probekit.eval.signals import SCALAR_SIGNALS, SignalSpec
 
-__all__ = ["FULL", "QUICK", "BenchGrid", "run_grid"]
+__all__ = ["FULL", "QUICK", "BenchGrid", "RuleSpec", "run_grid"]
 
 STRATEGIES = ("random", "cluster", "gradient")
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """An alarm rule of the grid: a registered name and its parameters (the threshold is swept)."""
+
+    name: str = "running-min"
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def make(self) -> Any:
+        from probekit.alarms import make_rule
+
+        return make_rule(self.name, **dict(self.params))
+
+    @property
+    def label(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.name}({inner})" if inner else self.name
+
+    @property
+    def tag(self) -> str:  # for file names
+        return self.name + "".join(f"-{k}{v}" for k, v in self.params)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "params": {k: v for k, v in self.params}}
+
+    @staticmethod
+    def from_dict(d: dict) -> "RuleSpec":
+        params = d["params"].items() if isinstance(d["params"], dict) else d["params"]
+        return RuleSpec(d["name"], tuple((k, v) for k, v in params))
 
 
 @dataclass(frozen=True)
@@ -44,8 +74,7 @@ class BenchGrid:
     sizes: tuple[int, ...] = (8, 32)
     signals: tuple[SignalSpec, ...] = (SignalSpec("shc", window=16),)
     scalar_baselines: tuple[str, ...] = SCALAR_SIGNALS
-    rule: str = "running-min"
-    rule_params: tuple[tuple[str, Any], ...] = ()
+    rules: tuple[RuleSpec, ...] = (RuleSpec(),)  # the first is the report's primary rule
     hit_fraction: float = 0.5
 
     def key(self) -> str:
@@ -53,14 +82,19 @@ class BenchGrid:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def cells(self) -> list[dict]:
+        """Every cell, in report order: per family, signal x rule x design, then the scalar baselines."""
         out = []
         for fam in self.families:
             for spec in self.signals:
-                for strategy in self.strategies:
-                    out.append({"family": fam, "design": strategy, "signal": dataclasses.asdict(spec)})
-            for scalar in self.scalar_baselines:
+                for rule in self.rules:
+                    for strategy in self.strategies:
+                        out.append({"family": fam, "design": strategy, "signal": dataclasses.asdict(spec),
+                                    "rule": rule.as_dict()})
+            for scalar in self.scalar_baselines:  # on the primary signal's window and stride
                 spec = SignalSpec(scalar, window=self.signals[0].window, stride=self.signals[0].stride)
-                out.append({"family": fam, "design": "scalar", "signal": dataclasses.asdict(spec)})
+                for rule in self.rules:
+                    out.append({"family": fam, "design": "scalar", "signal": dataclasses.asdict(spec),
+                                "rule": rule.as_dict()})
         return out
 
 
@@ -71,15 +105,31 @@ FULL = BenchGrid(
     preset="default",
     seeds=(0, 1, 2, 3, 4),
     sizes=(8, 16, 32, 64, 128, 256),
-    # the signal axes compared: SHC raw and detrended by first differences, and 1 / PR
-    signals=(SignalSpec("shc", window=32), SignalSpec("shc", window=32, detrend="diff"), SignalSpec("inv_pr", window=32)),
+    # the signal axes: window W (16, 32, 64), record stride (every 2nd record, W=16: the same span as
+    # W=32), detrending (first differences) and the statistic (SHC, 1 / PR)
+    signals=(
+        SignalSpec("shc", window=32),
+        SignalSpec("shc", window=16),
+        SignalSpec("shc", window=64),
+        SignalSpec("shc", window=16, stride=2),
+        SignalSpec("shc", window=32, detrend="diff"),
+        SignalSpec("inv_pr", window=32),
+    ),
+    # the rule axis: the ratio to the running minimum (all history, and a trailing 64 records that
+    # re-arms after a transition), and the robust z-score of log-SHC and of raw SHC
+    rules=(
+        RuleSpec("running-min"),
+        RuleSpec("running-min", (("memory", 64),)),
+        RuleSpec("zscore", (("transform", "log"),)),
+        RuleSpec("zscore", (("transform", "none"),)),
+    ),
 )
 
 
 def _cell_name(cell: dict) -> str:
     s = cell["signal"]
     tag = f"{s['statistic']}-W{s['window']}-k{s['stride']}-{s['detrend']}"
-    return f"{cell['family']}__{cell['design']}__{tag}"
+    return f"{cell['family']}__{cell['design']}__{tag}__{RuleSpec.from_dict(cell['rule']).tag}"
 
 
 def _ranking(strategy: str, traj: Any, n: int) -> list:
@@ -102,48 +152,58 @@ def _ranking(strategy: str, traj: Any, n: int) -> list:
     return list(sel.select(pool, n, seed=traj.seed).ids)
 
 
-def _score_cell(job: tuple) -> dict:
-    """Compute one cell (in a worker). Never raises: an error is recorded in the cell."""
-    grid, cell, cache_dir = job
+def _point_json(p: Any) -> dict:
+    return {"size": p.size, "fidelity": p.fidelity, **p.score.summary(), "episodes": p.score.episode_rows()}
+
+
+def _score_job(job: tuple) -> list[dict]:
+    """Compute the cells of one (family, design) in a worker: the design's rankings once, then every
+    signal once, scored under every rule. Never raises: an error is recorded in the cells it hit."""
+    grid, family, design, cells, cache_dir = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    def failed(cell: dict, exc: Exception) -> dict:  # a failed cell is a result, not a crash of the grid
+        return {**cell, "points": [], "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=5)}
+
     try:
         import torch
 
         torch.set_num_threads(1)
-        from probekit.alarms import make_rule
-        from probekit.eval.convergence import FULL_POOL, convergence
         from probekit.eval.runner import load_or_record
         from probekit.registry import TRANSITIONS
 
-        fam = cell["family"]
-        null_names = [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of == fam]
-        trajs = [load_or_record(fam, grid.preset, s, cache_dir=cache_dir, progress=False) for s in grid.seeds]
+        null_names = [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of == family]
+        trajs = [load_or_record(family, grid.preset, s, cache_dir=cache_dir, progress=False) for s in grid.seeds]
         nulls = [load_or_record(n, grid.preset, s, cache_dir=cache_dir, progress=False)
                  for n in null_names for s in grid.seeds]
-        spec = SignalSpec(**cell["signal"])
-        rule = make_rule(grid.rule, **dict(grid.rule_params))
-        if cell["design"] == "scalar":
-            rankings = {id(t): list(range(t.losses.shape[1])) for t in trajs + nulls}
-            sizes = [max(grid.sizes)]  # placeholder: the scalar uses the full pool (size 0 below)
+        if design == "scalar":
+            rankings, sizes = {}, []  # the scalar baselines watch the full pool
         else:
-            rankings = {id(t): _ranking(cell["design"], t, max(grid.sizes)) for t in trajs + nulls}
+            rankings = {id(t): _ranking(design, t, max(grid.sizes)) for t in trajs + nulls}
             sizes = list(grid.sizes)
-        points = convergence(trajs, nulls, lambda t: rankings[id(t)], sizes, spec=spec, rule=rule,
-                             hit_fraction=grid.hit_fraction)
-        if cell["design"] == "scalar":
-            points = [p for p in points if p.size == FULL_POOL]
-        result = []
-        for p in points:
-            summary = p.score.summary()
-            per_episode = [
-                {"run": run, "seed": seed, "transition": s.transition, "outcome": s.outcome, "lead": s.lead}
-                for run, seed, s in p.score.episodes
-            ]
-            result.append({"size": p.size, "fidelity": p.fidelity, **summary, "episodes": per_episode})
-        return {**cell, "points": result, "error": None}
-    except Exception as exc:  # a failed cell is a result, not a crash of the grid
-        return {**cell, "points": [], "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(limit=5)}
+    except Exception as exc:
+        return [failed(c, exc) for c in cells]
+    from probekit.eval.convergence import convergence
+
+    by_signal: dict[str, list[dict]] = {}
+    for c in cells:
+        by_signal.setdefault(json.dumps(c["signal"], sort_keys=True), []).append(c)
+    out = []
+    for group in by_signal.values():
+        try:
+            rules = [RuleSpec.from_dict(c["rule"]).make() for c in group]
+            points = convergence(trajs, nulls, lambda t: rankings[id(t)], sizes, spec=SignalSpec(**group[0]["signal"]),
+                                 rules=rules, hit_fraction=grid.hit_fraction)
+            per_rule = len(points) // len(group)  # the points come rule by rule
+            for k, c in enumerate(group):
+                out.append({**c, "points": [_point_json(p) for p in points[k * per_rule:(k + 1) * per_rule]],
+                            "error": None})
+        except Exception as exc:
+            out.extend(failed(c, exc) for c in group)
+    for t in trajs + nulls:
+        t.close()
+    return out
 
 
 @dataclass
@@ -169,7 +229,10 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
         families = sorted({c["family"] for c in todo})
         names = families + [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of in families]
         run_suite(names, list(grid.seeds), preset=grid.preset, jobs=jobs, cache_dir=cache)
-    jobs_list = [(grid, c, cache) for c in todo]
+    groups: dict[tuple[str, str], list[dict]] = {}  # one job per (family, design): its rankings are computed once
+    for c in todo:
+        groups.setdefault((c["family"], c["design"]), []).append(c)
+    jobs_list = [(grid, fam, design, group, cache) for (fam, design), group in groups.items()]
 
     def save(result: dict) -> None:
         with atomic_file(cells_dir / f"{_cell_name(result)}.json") as tmp:
@@ -180,17 +243,19 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
     try:
         if jobs <= 1:
             for job in jobs_list:
-                save(_score_cell(job))
-                bar.update(1)
+                for result in _score_job(job):
+                    save(result)
+                bar.update(len(job[3]))
         else:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_score_cell, job) for job in jobs_list]
-                for (_, cell, _), fut in zip(jobs_list, futures):
+                futures = [pool.submit(_score_job, job) for job in jobs_list]
+                for job, fut in zip(jobs_list, futures):
                     try:
-                        save(fut.result())
+                        for result in fut.result():
+                            save(result)
                     except BrokenProcessPool as exc:  # a worker died (killed, out of memory): not saved,
-                        failed.append(f"{_cell_name(cell)}: {exc}")  # so a rerun retries the cell
-                    bar.update(1)
+                        failed.extend(f"{_cell_name(c)}: {exc}" for c in job[3])  # so a rerun retries them
+                    bar.update(len(job[3]))
     finally:
         bar.close()
     cells = []

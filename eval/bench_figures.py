@@ -1,8 +1,12 @@
 """The benchmark report's figures: three PNGs per transition family, under ``<out>/figures/``.
 
+The convergence and lead figures show the grid's primary signal under its
+primary rule (the other signals and rules are in the report's tables).
+
 - ``convergence-<family>.png``, the basis-set view. Top: the mean lead
   fraction at a 5% false-alarm rate of each 2RDM design (random, cluster,
-  gradient) against the probe-set size (log2 axis; the full pool, the
+  gradient), with a band over the range of the per-seed values at the same
+  threshold, against the probe-set size (log2 axis; the full pool, the
   complete-basis limit, at the right end, labelled ``full``), with each scalar
   baseline (on the full pool) as a dashed horizontal line. Bottom: the
   fidelity of each prefix, the rank correlation over time of its signal with
@@ -15,10 +19,10 @@
 - ``signals-<family>.png``, what the alarm rule sees on seed 0. Top: the order
   parameter(s) against training step, onsets dotted (also in the panels
   below). Middle: the mean loss of the full pool. Bottom: the signal (log y)
-  of the random design and of the family's best design (largest mean lead at
-  5% FAR among the 2RDM points), both at the best design's size, with red
-  ticks where the grid's alarm rule fires at that point's 5%-FAR threshold
-  (none when the threshold is not finite).
+  of the family's best design (largest mean lead at 5% FAR among the 2RDM
+  points of every signal and rule) and of the random design under the same
+  signal and rule at the same size, with red ticks where that rule fires at
+  the point's 5%-FAR threshold (none when the threshold is not finite).
 
 Failed cells are skipped; a family with no successful cell gets no figures.
 """
@@ -38,7 +42,6 @@ __all__ = ["result_from_json", "write_figures"]
 
 _STYLE = {"random": ("C0", "o", 7), "cluster": ("C1", "s", 5.5), "gradient": ("C2", "^", 4.5)}
 _SCALAR_COLOURS = ("C3", "C4", "C5", "C6", "C7", "C8", "C9")
-_SIGNAL_LINES = ("-", "-.", (0, (6, 1.5)), (0, (3, 1, 1, 1, 1, 1)))  # per grid signal, when it has several
 
 
 def _plt():
@@ -57,18 +60,8 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _label(cell: dict, sigs: list) -> str:
-    name = cell["design"] if cell["design"] != "scalar" else f"scalar:{cell['signal']['statistic']}"
-    if len(sigs) > 1 and cell["design"] != "scalar":
-        from probekit.eval.signals import SignalSpec
-
-        name += f" {SignalSpec(**cell['signal']).label}"
-    return name
-
-
-def _ls(cell: dict, sigs: list) -> Any:
-    """The line style of a design cell: one per signal of the grid (``sigs``: the grid's signals, as dicts)."""
-    return _SIGNAL_LINES[sigs.index(cell["signal"]) % len(_SIGNAL_LINES)] if cell["signal"] in sigs else "-"
+def _label(cell: dict) -> str:
+    return cell["design"] if cell["design"] != "scalar" else f"scalar:{cell['signal']['statistic']}"
 
 
 def _num(value: Any) -> float:
@@ -79,11 +72,17 @@ def _lead(p: dict) -> float:
     return _num(p["at_far_5pct"]["mean_lead_fraction"])
 
 
+def _seed_range(p: dict) -> tuple[float, float]:
+    """Lowest and highest per-seed mean lead fraction at the pooled 5%-FAR threshold."""
+    fracs = [s["mean_lead_fraction"] for s in p.get("at_far_5pct_by_seed", [])]
+    return (min(fracs), max(fracs)) if fracs else (_lead(p), _lead(p))
+
+
 def _title(ax: Any, text: str) -> None:
     ax.set_title(textwrap.fill(text, 90), fontsize=9)
 
 
-def _convergence(family: str, designs: list, scalars: list, sigs: list, path: Path) -> Path:
+def _convergence(family: str, designs: list, scalars: list, what: str, path: Path) -> Path:
     plt = _plt()
     fig, (lead_ax, fid_ax) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, constrained_layout=True)
     prefix = sorted({p["size"] for c in designs for p in c["points"] if p["size"] > 0})
@@ -92,16 +91,18 @@ def _convergence(family: str, designs: list, scalars: list, sigs: list, path: Pa
         colour, marker, ms = _STYLE.get(cell["design"], (None, "D", 5))
         pts = sorted(cell["points"], key=lambda p: full_x if p["size"] == 0 else p["size"])
         xs = [full_x if p["size"] == 0 else p["size"] for p in pts]
+        lo, hi = zip(*(_seed_range(p) for p in pts))  # the seed spread of the lead: a band
+        lead_ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, lw=0, step=None)
         for ax, ys in ((lead_ax, [_lead(p) for p in pts]), (fid_ax, [_num(p["fidelity"]) for p in pts])):
             n = len(pts) - (pts[-1]["size"] == 0)  # the prefixes: solid; the step to the full pool: dotted
-            line, = ax.plot(xs[:n], ys[:n], color=colour, marker=marker, ms=ms, lw=1.3, ls=_ls(cell, sigs),
-                             label=_label(cell, sigs))
+            line, = ax.plot(xs[:n], ys[:n], color=colour, marker=marker, ms=ms, lw=1.3,
+                             label=_label(cell))
             if n < len(pts):
                 ax.plot(xs[max(n - 1, 0):], ys[max(n - 1, 0):], color=line.get_color(), lw=1.0, ls=":")
                 ax.plot(xs[-1:], ys[-1:], color=line.get_color(), marker=marker, ms=ms, ls="none")
     for k, cell in enumerate(scalars):
         lead_ax.axhline(_lead(cell["points"][-1]), color=_SCALAR_COLOURS[k % len(_SCALAR_COLOURS)], ls="--",
-                        lw=1.1, label=f"{_label(cell, sigs)} (full pool)")
+                        lw=1.1, label=f"{_label(cell)} (full pool)")
     fid_ax.set_xscale("log", base=2)
     fid_ax.set_xticks(prefix + [full_x], [str(s) for s in prefix] + ["full"])
     fid_ax.xaxis.set_minor_locator(plt.NullLocator())
@@ -111,7 +112,8 @@ def _convergence(family: str, designs: list, scalars: list, sigs: list, path: Pa
     fid_ax.set_ylabel("fidelity (rank corr. with full pool)")
     fid_ax.set_xlabel("probes (log2; dotted: the step to the full pool)")
     lead_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # outside: never over the data
-    _title(lead_ax, f"{family}: early warning and fidelity against probe-set size (scalar baselines dashed)")
+    _title(lead_ax, f"{family}, {what}: early warning (band: range over seeds) and fidelity against probe-set "
+                    "size (scalar baselines dashed)")
     return _save(fig, path)
 
 
@@ -122,7 +124,7 @@ def _staircase(ax: Any, curve: dict, **kw: Any) -> None:
     ax.step(far[order], lead[order], where="post", **kw)
 
 
-def _lead_vs_far(family: str, designs: list, scalars: list, sigs: list, path: Path) -> Path:
+def _lead_vs_far(family: str, designs: list, scalars: list, what: str, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(1, 1, figsize=(10, 5), constrained_layout=True)
     full = next((p for c in designs for p in c["points"] if p["size"] == 0), None)
@@ -133,34 +135,33 @@ def _lead_vs_far(family: str, designs: list, scalars: list, sigs: list, path: Pa
         if sized:
             p = max(sized, key=lambda q: q["size"])
             colour = _STYLE.get(cell["design"], (None,))[0]
-            _staircase(ax, p["curve"], color=colour, lw=1.4, ls=_ls(cell, sigs),
-                       label=f"{_label(cell, sigs)} {p['size']}")
+            _staircase(ax, p["curve"], color=colour, lw=1.4,
+                       label=f"{_label(cell)} {p['size']}")
     for k, cell in enumerate(scalars):
         _staircase(ax, cell["points"][-1]["curve"], color=_SCALAR_COLOURS[k % len(_SCALAR_COLOURS)], ls="--",
-                   lw=1.1, label=_label(cell, sigs))
+                   lw=1.1, label=_label(cell))
     ax.axvline(0.05, color="0.4", ls=":", lw=1, label="5% FAR")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(bottom=-0.03)
     ax.set_xlabel("false-alarm rate (quiet units with an alarm)")
     ax.set_ylabel("mean lead fraction (misses count 0)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    _title(ax, f"{family}: lead against false-alarm rate, every threshold (designs at their largest prefix)")
+    _title(ax, f"{family}, {what}: lead against false-alarm rate, every threshold (designs at their largest prefix)")
     return _save(fig, path)
 
 
-def _signals(result: Any, family: str, designs: list, sigs: list, cache_dir: Any, path: Path) -> Path:
+def _signals(result: Any, family: str, designs: list, cache_dir: Any, path: Path) -> Path:
     from probekit.eval.runner import load_or_record
 
     grid = result.grid
     traj = load_or_record(family, grid.preset, 0, cache_dir=cache_dir, progress=False)
     try:
-        return _draw_signals(grid, traj, family, designs, sigs, path)
+        return _draw_signals(grid, traj, family, designs, path)
     finally:
         traj.close()  # release the memory-mapped losses
 
 
-def _draw_signals(grid: Any, traj: Any, family: str, designs: list, sigs: list, path: Path) -> Path:
-    from probekit.alarms import make_rule
+def _draw_signals(grid: Any, traj: Any, family: str, designs: list, path: Path) -> Path:
     from probekit.eval.bench import _ranking
     from probekit.eval.design_score import trajectory_signal
     from probekit.eval.signals import SignalSpec
@@ -172,7 +173,8 @@ def _draw_signals(grid: Any, traj: Any, family: str, designs: list, sigs: list, 
                 best_cell, best = cell, p
     shown = [(best_cell, best)]
     if best_cell["design"] != "random":
-        rand = [c for c in designs if c["design"] == "random" and c["signal"] == best_cell["signal"]]
+        rand = [c for c in designs if c["design"] == "random" and c["signal"] == best_cell["signal"]
+                and c["rule"] == best_cell["rule"]]
         point = next((p for c in rand for p in c["points"] if p["size"] == best["size"]), None)
         if point is not None:
             shown.insert(0, (rand[0], point))
@@ -190,7 +192,9 @@ def _draw_signals(grid: Any, traj: Any, family: str, designs: list, sigs: list, 
     axes[1].plot(steps, np.asarray(traj.losses).mean(axis=1), color="k", lw=1.2)
     axes[1].set_yscale("log")
 
-    rule = make_rule(grid.rule, **dict(grid.rule_params))
+    from probekit.eval.bench import RuleSpec
+
+    rule = RuleSpec.from_dict(best_cell["rule"]).make()
     n_rank = max(grid.sizes)
     alarm_label, positive = "alarms at the 5%-FAR threshold", False
     for cell, p in shown:
@@ -203,8 +207,9 @@ def _draw_signals(grid: Any, traj: Any, family: str, designs: list, sigs: list, 
         tag = "full" if size == 0 else str(size)
         best_tag = " (best)" if cell is best_cell and p is best else ""
         colour = _STYLE.get(cell["design"], (None,))[0]
-        axes[2].plot(sig_steps, shown_signal, color=colour, lw=1.2, ls=_ls(cell, sigs),
-                     label=f"{_label(cell, sigs)} {tag}{best_tag}: lead {_lead(p):.0%} at 5% FAR")
+        axes[2].plot(sig_steps, shown_signal, color=colour, lw=1.2,
+                     label=f"{cell['design']} {tag} [{spec.label}, {RuleSpec.from_dict(cell['rule']).label}]"
+                           f"{best_tag}: lead {_lead(p):.0%} at 5% FAR")
         h = _num(p["at_far_5pct"]["threshold"])
         if math.isfinite(h):
             alarms = rule.with_score_threshold(h).alarms(signal)
@@ -220,35 +225,40 @@ def _draw_signals(grid: Any, traj: Any, family: str, designs: list, sigs: list, 
     axes[2].legend(loc="best", fontsize=8)
     axes[2].set_xlabel("training step (dotted: onsets)")
     _title(axes[0], f"{family}, seed 0: order parameters, mean loss, and the signal of the random and the best "
-                    f"design with the alarms of `{grid.rule}` at their 5%-FAR thresholds")
+                    f"design with the alarms of `{RuleSpec.from_dict(best_cell['rule']).label}` at their "
+                    "5%-FAR thresholds")
     return _save(fig, path)
 
 
 def write_figures(result: Any, out_dir: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> list[Path]:
     """Write the figures of a ``GridResult`` under ``out_dir/figures/``; return their paths, sorted."""
     out = Path(out_dir) / "figures"
-    sigs = [dataclasses.asdict(s) for s in result.grid.signals]  # design labels name the signal when several
+    grid = result.grid
+    primary_signal = dataclasses.asdict(grid.signals[0])  # the convergence and lead figures: primary signal and rule
+    primary_rule = grid.rules[0].as_dict()
+    what = f"{grid.signals[0].label}, rule {grid.rules[0].label}"
     written = []
-    for family in result.grid.families:
+    for family in grid.families:
         cells = [c for c in result.cells if c["family"] == family and not c.get("error") and c.get("points")]
         if not cells:
             continue
         designs = [c for c in cells if c["design"] != "scalar"]
-        scalars = [c for c in cells if c["design"] == "scalar"]
-        written.append(_convergence(family, designs, scalars, sigs, out / f"convergence-{family}.png"))
-        written.append(_lead_vs_far(family, designs, scalars, sigs, out / f"lead-vs-far-{family}.png"))
-        if designs:
-            written.append(_signals(result, family, designs, sigs, cache_dir, out / f"signals-{family}.png"))
+        primary = [c for c in designs if c["signal"] == primary_signal and c["rule"] == primary_rule]
+        scalars = [c for c in cells if c["design"] == "scalar" and c["rule"] == primary_rule]
+        written.append(_convergence(family, primary, scalars, what, out / f"convergence-{family}.png"))
+        written.append(_lead_vs_far(family, primary, scalars, what, out / f"lead-vs-far-{family}.png"))
+        if designs:  # the best design over every signal and rule, beside random probes
+            written.append(_signals(result, family, designs, cache_dir, out / f"signals-{family}.png"))
     return sorted(written)
 
 
 def result_from_json(path: str | os.PathLike) -> Any:
     """A ``GridResult`` read back from a benchmark's ``results.json`` (to redraw its figures)."""
-    from probekit.eval.bench import BenchGrid, GridResult
+    from probekit.eval.bench import BenchGrid, GridResult, RuleSpec
     from probekit.eval.signals import SignalSpec
 
     data = json.loads(Path(path).read_text())
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data["grid"].items()}
     fields["signals"] = tuple(SignalSpec(**s) for s in data["grid"]["signals"])
-    fields["rule_params"] = tuple(tuple(kv) for kv in data["grid"]["rule_params"])
+    fields["rules"] = tuple(RuleSpec(r["name"], tuple(tuple(kv) for kv in r["params"])) for r in data["grid"]["rules"])
     return GridResult(BenchGrid(**fields), list(data["cells"]))

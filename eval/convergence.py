@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
-from probekit.eval.design_score import DesignScore, score_design, trajectory_signal
+from probekit.eval.design_score import DesignScore, run_signal, score_signals
 from probekit.eval.scoring import fidelity
 from probekit.eval.signals import SignalSpec
 
@@ -40,25 +40,43 @@ def convergence(
     *,
     spec: SignalSpec = SignalSpec(),
     rule: Any = None,
+    rules: Sequence[Any] | None = None,
     hit_fraction: float = 0.5,
 ) -> list[ConvergencePoint]:
     """Score the prefixes ``ranking_of(traj)[:m]`` for each m in ``sizes``, then the full pool.
 
     ``ranking_of`` returns one ranking per trajectory (probe ids or pool
     indices, longest prefix first-needed); it is called once per trajectory.
-    A size larger than a trajectory's ranking uses the whole ranking.
+    A size larger than a trajectory's ranking uses the whole ranking. An empty
+    ``sizes`` scores the full pool only (the scalar baselines).
+
+    ``rules``: several alarm rules scored on the same signals (each signal is
+    computed once); the points come rule by rule, each rule's sizes in
+    increasing order then the full pool. ``rule``: one rule (the default rule
+    if neither is given).
     """
-    if not sizes or any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in sizes):
-        raise ProbekitUsageError(f"sizes must be a non-empty list of ints >= 1. Got {list(sizes)!r} instead.")
+    from probekit.alarms import make_rule
+
+    if any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in sizes):
+        raise ProbekitUsageError(f"sizes must be a list of ints >= 1. Got {list(sizes)!r} instead.")
+    if rules is not None and rule is not None:
+        raise ProbekitUsageError("give convergence() either rule= or rules=, not both.")
+    rules = list(rules) if rules is not None else [make_rule() if rule is None else rule]
     trajs = list(transitions) + list(nulls)
-    rankings = {id(t): list(ranking_of(t)) for t in trajs}
+    rankings = {id(t): list(ranking_of(t)) for t in trajs} if sizes else {}
     full = {id(t): np.arange(t.losses.shape[1]) for t in trajs}
-    reference = {id(t): trajectory_signal(t, full[id(t)], spec)[0] for t in transitions}
-    out = []
+    by_size = {}
     for m in [*sorted(set(int(s) for s in sizes)), FULL_POOL]:
         probes = full if m == FULL_POOL else {k: r[:m] for k, r in rankings.items()}
-        score = score_design(transitions, nulls, lambda t: probes[id(t)], spec=spec, rule=rule, hit_fraction=hit_fraction)
-        fid = [fidelity(trajectory_signal(t, probes[id(t)], spec)[0], reference[id(t)]) for t in transitions]
-        fid = [f for f in fid if np.isfinite(f)]
-        out.append(ConvergencePoint(m, score, float(np.median(fid)) if fid else float("nan")))
+        runs = [run_signal(t, probes[id(t)], spec) for t in transitions]
+        null_runs = [run_signal(t, probes[id(t)], spec) for t in nulls]
+        by_size[m] = (runs, null_runs)
+    reference = by_size[FULL_POOL][0]
+    out = []
+    for r in rules:
+        for m, (runs, null_runs) in by_size.items():
+            score = score_signals(runs, null_runs, spec=spec, rule=r, hit_fraction=hit_fraction)
+            fid = [fidelity(a.signal, b.signal) for a, b in zip(runs, reference)]
+            fid = [f for f in fid if np.isfinite(f)]
+            out.append(ConvergencePoint(m, score, float(np.median(fid)) if fid else float("nan")))
     return out

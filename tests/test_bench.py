@@ -1,6 +1,7 @@
 """The benchmark grid end to end on tiny configurations: report, determinism, resume, failed cells, CLI."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -94,3 +95,40 @@ def test_cli_bench_usage_errors(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_signal_and_rule_axes(tmp_path, cache, one_torch_thread, monkeypatch):
+    from probekit.eval import bench
+    from probekit.eval.bench import RuleSpec
+
+    grid = BenchGrid(families=("late-bias",), seeds=(0, 1), strategies=("random",), sizes=(8,),
+                     signals=(SignalSpec("shc", window=16), SignalSpec("shc", window=8, stride=2)),
+                     rules=(RuleSpec(), RuleSpec("zscore", (("transform", "log"),))), scalar_baselines=("mean_drop",))
+    ranked = []
+    real = bench._ranking
+    monkeypatch.setattr(bench, "_ranking", lambda s, t, n: ranked.append((s, t.name, t.seed)) or real(s, t, n))
+    result = run_grid(grid, tmp_path, cache_dir=cache, progress=False)
+    # one job per (family, design): each trajectory ranked once for all signals and rules
+    assert sorted(ranked) == sorted(("random", n, s) for n in ("late-bias", "late-bias-null") for s in (0, 1))
+    assert [(c["design"], c["signal"]["window"], c["signal"]["stride"], c["rule"]["name"]) for c in result.cells] == [
+        ("random", 16, 1, "running-min"), ("random", 16, 1, "zscore"),
+        ("random", 8, 2, "running-min"), ("random", 8, 2, "zscore"),
+        ("scalar", 16, 1, "running-min"), ("scalar", 16, 1, "zscore")]
+    assert not any(c["error"] for c in result.cells)
+    assert len({json.dumps(c["points"], sort_keys=True) for c in result.cells}) == 6  # every axis changes the score
+    files = sorted(p.name for p in (tmp_path / "cells" / grid.key()).glob("*.json"))
+    assert "late-bias__random__shc-W8-k2-none__zscore-transformlog.json" in files and len(files) == 6
+    for c in result.cells:  # the seed spread: one entry per seed at every point
+        assert all(len(p["at_far_5pct_by_seed"]) == 2 for p in c["points"])
+    _, md = write_report(result, tmp_path, "probekit bench (test)")
+    report = md.read_text()
+    assert "## Probe designs: shc W=16, rule `running-min`" in report
+    assert "## Signal and rule axes" in report and "| shc W=8, stride 2 | `zscore(transform=log)` |" in report
+    assert "| scalar:mean_drop | `zscore(transform=log)` |" in report
+    assert report.count("<details>") == 4 and "<summary>shc W=8, stride 2, rule <code>running-min</code></summary>" in report
+    assert "Leave-one-family-out" in report
+    from probekit.eval.bench_figures import result_from_json, write_figures
+
+    assert result_from_json(tmp_path / "results.json").grid == grid  # the rules survive the JSON
+    assert [p.name for p in write_figures(result, tmp_path, cache_dir=cache)] == [
+        "convergence-late-bias.png", "lead-vs-far-late-bias.png", "signals-late-bias.png"]
