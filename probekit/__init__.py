@@ -40,6 +40,7 @@ _LAZY = {
     "Pool": "probekit.pool",
     "ProbeSet": "probekit.probeset",
     "Provenance": "probekit.probeset",
+    "Monitor": "probekit.monitor.core",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,0 +1,481 @@
+"""The live monitor: every k training steps, one no-grad pass over the probes, the 2RDM, the alarm.
+
+    monitor = Monitor(model, (x_probe, y_probe), "classification", every=10, window=32,
+                      sinks=[TensorBoardSink("runs/probekit"), JSONLSink("probekit.jsonl")],
+                      on_alarm=lambda event: save_checkpoint(event.step))
+    for step in range(steps):
+        train_step()
+        monitor.step(step)          # records when step % every == 0; never raises
+    monitor.close()
+
+What a record does, in order: switch the model to eval mode (each module's
+own flag is restored afterwards, so frozen submodules stay frozen), run the
+probes through ``loss_fn(model, batch)`` without gradients, in chunks of
+``batch_size``, on the model's device, under the caller's autocast state (or
+the ``autocast`` dtype given); feed the per-sample losses to the streaming
+2RDM; feed the chosen statistic to the online alarm; write the record to the
+sinks; call ``on_alarm`` when an alarm fires.
+
+It never raises into the training loop: a failing probe pass, non-finite
+losses, a sink that cannot write (a full disk) or an ``on_alarm`` that raises
+become a warning (the first of each kind; logged instead if warnings are
+errors) and a counter in ``monitor.counters``, and training continues.
+Configuration errors do raise, at construction, before training starts; a
+loss function that does not fit the probe batch can only show when it runs,
+so ``monitor.check()`` runs one pass and raises: call it before training. ``state_dict()`` /
+``load_state_dict()`` carry the window, the alarm state and the counters
+across a resumed training.
+
+Under torch.distributed (``distributed="auto"`` and an initialised process
+group with more than one rank) the probes are sharded across the ranks and the
+statistics computed once, on rank 0 (:mod:`probekit.monitor.distributed`).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from probekit.errors import ProbekitUsageError, ProbekitWarning
+from probekit.monitor.batches import batch_len, move_batch, slice_batch
+from probekit.monitor.distributed import dist_context, shard_bounds
+from probekit.monitor.losses import resolve_loss
+from probekit.monitor.sinks import MonitorRecord
+from probekit.params import AnyOf, Interval, Options, validate
+
+__all__ = ["SIGNALS", "AlarmEvent", "Monitor", "MonitorWarning"]
+
+# The statistic the alarm watches; each rises towards a transition (probekit.eval.signals).
+SIGNALS: dict[str, Callable[[Any], float]] = {
+    "shc": lambda s: s.shc,
+    "inv_pr": lambda s: 1.0 / s.pr if s.pr and math.isfinite(s.pr) else math.nan,
+    "leading_share": lambda s: s.leading_share,
+    "trace": lambda s: s.trace,
+}
+STATE_VERSION = 1
+
+
+class MonitorWarning(ProbekitWarning):
+    """Something went wrong inside a record; training goes on (see ``Monitor.counters``)."""
+
+
+@dataclass
+class AlarmEvent:
+    """What ``on_alarm`` receives. ``stats`` (the window's RDMStats) is None on ranks other than 0."""
+
+    step: int
+    record: MonitorRecord
+    stats: Any
+    monitor: "Monitor"
+
+
+class Monitor:
+    """Watch a training run with a fixed probe set: the dynamical 2RDM of its losses, and an alarm.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model being trained (the monitor only reads it).
+    probes : tensor, tuple/list of tensors, or dict of tensors
+        The probe batch, dim 0 = probes: ``(inputs, targets)``, or a tokenizer's
+        output with ``input_ids``/``attention_mask`` (and ``labels``).
+    loss_fn : {"classification", "regression", "causal_lm"} or callable
+        ``loss_fn(model, batch) -> [b]`` per-sample losses (``probekit.monitor.losses``).
+    every : int, default 10
+        Record every ``every`` training steps (``step % every == 0``). May be
+        changed during training (``on_alarm`` may raise the record rate).
+    window : int, default 32
+        W, records in the 2RDM's sliding window.
+    alarm : str, AlarmRule or None, default "running-min"
+        A registered rule name (``probekit.alarms``), a rule instance, or None.
+    signal : {"shc", "inv_pr", "leading_share", "trace"}, default "shc"
+        The statistic of the window the alarm watches.
+    detrend, top_k : passed to ``DynamicalRDM``.
+    sinks : sequence of sinks
+        Objects with ``write(record)`` (``JSONLSink``, ``TensorBoardSink``, your own).
+    on_alarm : callable(AlarmEvent) or None
+        Called when an alarm fires (e.g. save a checkpoint, lower ``every``).
+    batch_size : int or None
+        Forward the probes in chunks of this many (None: one pass).
+    autocast : torch.dtype, False or None
+        None: the caller's autocast state; a dtype: autocast to it on the
+        model's device type; False: autocast disabled for the probe pass.
+    probe_ids : sequence of str, optional
+        Names of the probes (a ``ProbeSet``'s ids), carried into the loadings.
+    distributed : "auto", True or False
+        Shard the probes across torch.distributed ranks (see the module doc).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        probes: Any,
+        loss_fn: Any,
+        *,
+        every: int = 10,
+        window: int = 32,
+        alarm: Any = "running-min",
+        signal: str = "shc",
+        detrend: str = "none",
+        top_k: int = 3,
+        sinks: Sequence[Any] = (),
+        on_alarm: Callable[[AlarmEvent], Any] | None = None,
+        batch_size: int | None = None,
+        autocast: Any = None,
+        probe_ids: Sequence[str] | None = None,
+        distributed: Any = "auto",
+    ) -> None:
+        # Unlike a selector, the monitor validates at construction: the alternative is an
+        # error inside the training loop, which it must never raise into.
+        from probekit.alarms import AlarmRule, make_rule
+        from probekit.rdm import DynamicalRDM, check_rdm_params
+
+        validate("Monitor", {"every": every, "batch_size": batch_size, "signal": signal},
+                 {"every": Interval(int, 1, None), "batch_size": AnyOf(None, Interval(int, 1, None)),
+                  "signal": Options(*SIGNALS)})
+        check_rdm_params("Monitor", window, 1, detrend, top_k)
+        if not hasattr(model, "modules") or not callable(model):
+            raise ProbekitUsageError(f"The 'model' parameter of Monitor must be a torch.nn.Module. Got {type(model).__name__} instead.")
+        for k, sink in enumerate(sinks):
+            if not callable(getattr(sink, "write", None)):
+                raise ProbekitUsageError(f"sinks[{k}] has no write(record) method; use JSONLSink, TensorBoardSink or an "
+                                         f"object with write/flush/close. Got {type(sink).__name__}.")
+        if on_alarm is not None and not callable(on_alarm):
+            raise ProbekitUsageError(f"The 'on_alarm' parameter of Monitor must be a callable or None. Got {on_alarm!r} instead.")
+        self._autocast = _check_autocast(autocast)
+        self.model = model
+        self.probes = probes
+        self.n_probes = batch_len(probes)
+        if probe_ids is not None and len(probe_ids) != self.n_probes:
+            raise ProbekitUsageError(f"probe_ids has {len(probe_ids)} names for {self.n_probes} probes.")
+        self.loss_fn = resolve_loss(loss_fn)
+        if isinstance(alarm, str):
+            alarm = make_rule(alarm)
+        elif alarm is not None and not isinstance(alarm, AlarmRule):
+            raise ProbekitUsageError(f"The 'alarm' parameter of Monitor must be a rule name, an AlarmRule or None. "
+                                     f"Got {alarm!r} instead.")
+        self.alarm_rule = alarm
+        self.signal = signal
+        self.sinks = list(sinks)
+        self.on_alarm = on_alarm
+        self.batch_size = batch_size
+        self._every = every
+        self._distributed = distributed
+        self._dist = None
+        self._dist_resolved = False
+        dist_context(distributed)  # checks the value, and that True has a process group to use
+        self._shard, self._n_chunks = (0, self.n_probes), 1  # "auto": set again at the first record
+        if distributed is True:
+            self._resolve_distributed()
+        self.rdm = DynamicalRDM(window, detrend=detrend, top_k=top_k, probe_ids=probe_ids)
+        self._online = None if alarm is None else alarm.online()  # validates the rule's parameters
+        self.counters = {"records": 0, "admitted": 0, "failed_batches": 0, "nonfinite_records": 0,
+                         "sink_errors": 0, "callback_errors": 0, "record_errors": 0}
+        self.alarm_steps: list[int] = []
+        self.last: MonitorRecord | None = None
+        self._last_step: int | None = None
+        self._warned: set[str] = set()
+
+    # -- schedule ------------------------------------------------------------
+    @property
+    def every(self) -> int:
+        return self._every
+
+    @every.setter
+    def every(self, value: int) -> None:
+        validate("Monitor", {"every": value}, {"every": Interval(int, 1, None)})
+        self._every = int(value)
+
+    @property
+    def is_main(self) -> bool:
+        """True on the rank that computes the statistics and writes the sinks (always, without distributed)."""
+        self._resolve_distributed()
+        return self._dist is None or self._dist.main
+
+    def step(self, step: int) -> MonitorRecord | None:
+        """Call once per training step: records when ``step % every == 0`` (once per step number)."""
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            self._warn("step", f"probekit Monitor.step takes the training step as an int; got {step!r}, not recorded.")
+            return None
+        if step % self._every or step == self._last_step:
+            return None
+        return self.record(int(step))
+
+    # -- one record ------------------------------------------------------------
+    def record(self, step: int) -> MonitorRecord | None:
+        """Measure the probes now and update everything. Never raises (an Exception becomes a warning).
+
+        Returns the record (None if the record itself failed). Under torch.distributed,
+        ranks other than 0 get a record without statistics (``record == -1``) that
+        carries rank 0's alarm decision.
+        """
+        self._last_step = step
+        try:
+            self._resolve_distributed()
+        except Exception as exc:
+            return self._record_failed(step, exc)
+        local, error = self._probe_losses()
+        if self._dist is None:
+            if error is not None:
+                self.counters["failed_batches"] += 1
+            try:
+                rec = self._consume(local, step, failed=error is not None)
+            except Exception as exc:
+                return self._record_failed(step, exc)
+            if rec.alarm:
+                self._call_on_alarm(rec)
+            return rec
+        return self._record_distributed(step, local, error is not None)
+
+    def _record_distributed(self, step: int, local: np.ndarray, failed_here: bool) -> MonitorRecord | None:
+        """Every rank runs the same collectives on every path, so that none is ever left waiting."""
+        dist = self._dist
+        try:
+            full, failed_ranks = dist.gather(local, failed_here, self.n_probes)
+        except Exception as exc:  # the process group itself is broken: nothing to pair up any more
+            return self._record_failed(step, exc)
+        rec = None
+        if dist.main:
+            if failed_ranks:  # on rank 0 the counters describe every rank's part of the record
+                self.counters["failed_batches"] += 1
+            try:
+                rec = self._consume(full, step, failed=failed_ranks > 0)
+            except Exception as exc:
+                self._record_failed(step, exc)
+        elif failed_here:
+            self.counters["failed_batches"] += 1
+        try:  # always reached: rank 0's alarm decision and record interval for every rank
+            fired, every = dist.broadcast([float(bool(rec is not None and rec.alarm)), float(self._every)])
+        except Exception as exc:
+            return self._record_failed(step, exc)
+        self._every = int(every)
+        if not dist.main:  # no statistics here: the step, and what rank 0 decided
+            if fired:
+                self.alarm_steps.append(step)
+            rec = MonitorRecord(step, -1, self.n_probes, math.nan, False, self.signal, alarm=bool(fired),
+                                n_alarms=len(self.alarm_steps), every=self._every)
+        if fired:
+            self._call_on_alarm(rec)
+            try:  # on_alarm may change `every`: rank 0's value is the one every rank keeps
+                (every,) = dist.broadcast([float(self._every)])
+                self._every = int(every)
+            except Exception as exc:
+                return self._record_failed(step, exc)
+        return rec
+
+    def _record_failed(self, step: int, exc: Exception) -> None:
+        self.counters["record_errors"] += 1
+        self._warn("record", f"probekit Monitor: record at step {step} failed ({type(exc).__name__}: {exc}).")
+        return None
+
+    def _resolve_distributed(self) -> None:
+        """``distributed="auto"``: look for a process group at the first record, not at construction
+        (a Trainer's TrainingArguments, built after the monitor, is what initialises it)."""
+        if self._dist_resolved:
+            return
+        self._dist = dist_context(self._distributed)
+        world = (0, 1) if self._dist is None else (self._dist.rank, self._dist.world)
+        self._shard = shard_bounds(self.n_probes, *world)
+        self._n_chunks = _n_chunks(-(-self.n_probes // world[1]), self.batch_size)
+        self._dist_resolved = True
+
+    def _probe_losses(self) -> tuple[np.ndarray, str | None]:
+        """This rank's shard of per-sample losses (float64) and None, or NaN and what went wrong."""
+        start, stop = self._shard
+        try:
+            return self._forward(start, stop, self._n_chunks), None
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            self._warn("probes", f"probekit Monitor: the probe pass failed ({message}); the record is skipped.")
+            return np.full(stop - start, np.nan), message
+
+    def _forward(self, start: int, stop: int, n_chunks: int) -> np.ndarray:
+        """Losses of probes [start, stop) in ``n_chunks`` no-grad passes, in eval mode; raises on failure.
+
+        Every rank runs the same number of passes (a rank with fewer rows, or none,
+        repeats a one-row pass and discards it): a wrapped model (DDP buffers, FSDP)
+        may run collectives inside its forward, and those must pair up.
+        """
+        import torch
+
+        model = self.model
+        flags = [(m, m.training) for m in model.modules()]  # restored exactly, module by module
+        chunk = self.batch_size or max(-(-(stop - start) // max(n_chunks, 1)), 1)
+        out = []
+        try:
+            model.eval()
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            with torch.no_grad(), self._autocast_context(device):
+                for k in range(n_chunks):
+                    a, b = start + k * chunk, min(start + (k + 1) * chunk, stop)
+                    if a >= b:  # nothing left on this rank: a discarded pass keeps the ranks in step
+                        self.loss_fn(model, move_batch(slice_batch(self.probes, 0, 1), device))
+                        continue
+                    losses = self.loss_fn(model, move_batch(slice_batch(self.probes, a, b), device))
+                    if not hasattr(losses, "shape") or tuple(losses.shape) != (b - a,):
+                        raise ProbekitUsageError(f"loss_fn must return one loss per probe, shape ({b - a},); got "
+                                                 f"{getattr(losses, 'shape', type(losses).__name__)}")
+                    out.append(losses.detach().to("cpu", torch.float64))
+        finally:
+            for m, flag in flags:
+                m.training = flag
+        return torch.cat(out).numpy() if out else np.zeros(0)
+
+    def check(self) -> None:
+        """Run one probe pass now, on this process, and raise on any problem: call it before training.
+
+        A record never raises, so a loss function that does not fit the probe batch
+        (no ``labels``, a sequence with no target token, a wrong output shape) would
+        otherwise only show as a warning at the first record.
+        """
+        losses = self._forward(0, self.n_probes, _n_chunks(self.n_probes, self.batch_size))
+        bad = int((~np.isfinite(losses)).sum())
+        if bad:
+            raise ProbekitUsageError(f"Monitor.check: {bad} of {losses.size} probe losses are NaN or inf "
+                                     "with the current weights.")
+
+    def _autocast_context(self, device: Any) -> Any:
+        import torch
+
+        if self._autocast is None:
+            return contextlib.nullcontext()
+        if self._autocast is False:
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=self._autocast)
+
+    def _consume(self, losses: np.ndarray, step: int, *, failed: bool) -> MonitorRecord:
+        """Main rank: the 2RDM, the alarm and the sinks for one record of losses.
+
+        ``failed``: a probe pass failed (here, or on another rank): the record is
+        skipped, already counted as a failed batch.
+        """
+        self.counters["records"] += 1
+        ok = not failed and bool(np.isfinite(losses).all())
+        mean = float(np.mean(losses)) if ok else math.nan
+        fired, score = False, math.nan
+        stats = None
+        if ok:
+            self.rdm.update(losses, step=step)
+            self.counters["admitted"] += 1
+            stats = self.rdm.compute()
+            if self._online is not None:
+                fired = self._online.update(None if stats is None else SIGNALS[self.signal](stats))
+                score = self._online.last_score
+        elif not failed:  # the passes ran but gave NaN or inf (a diverged model gives all NaN)
+            self.counters["nonfinite_records"] += 1
+            self._warn("nonfinite", f"probekit Monitor: non-finite probe losses at step {step} "
+                                    f"({int((~np.isfinite(losses)).sum())} of {losses.size}); the record is skipped.")
+        if fired:
+            self.alarm_steps.append(step)
+        rec = MonitorRecord(
+            step=step, record=self.counters["records"] - 1, n_probes=self.n_probes, mean_loss=mean,
+            ready=stats is not None, signal=self.signal, score=float(score), alarm=fired,
+            n_alarms=len(self.alarm_steps), every=self._every, ok=ok,
+        )
+        if stats is not None:
+            rec.shc, rec.pr, rec.trace = stats.shc, stats.pr, stats.trace
+            rec.top_eigenvalues = [float(v) for v in stats.eigenvalues]
+        self._stats = stats
+        self.last = rec
+        for sink in self.sinks:
+            try:
+                sink.write(rec)
+            except Exception as exc:
+                self.counters["sink_errors"] += 1
+                self._warn(f"sink{id(sink)}", f"probekit Monitor: sink {type(sink).__name__} failed at step {step} "
+                                              f"({type(exc).__name__}: {exc}); its records are lost, training goes on.")
+        return rec
+
+    def _call_on_alarm(self, rec: MonitorRecord) -> None:
+        if self.on_alarm is None:
+            return
+        try:
+            self.on_alarm(AlarmEvent(rec.step, rec, getattr(self, "_stats", None) if self.is_main else None, self))
+        except Exception as exc:
+            self.counters["callback_errors"] += 1
+            self._warn("callback", f"probekit Monitor: on_alarm raised at step {rec.step} ({type(exc).__name__}: {exc}).")
+
+    def _warn(self, kind: str, message: str) -> None:
+        if kind in self._warned:  # the first of each kind; the counters keep the rest
+            return
+        self._warned.add(kind)
+        message += " Further problems of this kind are counted in Monitor.counters."
+        try:
+            warnings.warn(message, MonitorWarning, stacklevel=3)
+        except Exception:  # warnings turned into errors (-W error) must not reach the training loop either
+            logging.getLogger("probekit.monitor").warning(message)
+
+    # -- state -------------------------------------------------------------------
+    def _config(self) -> dict:
+        return {"n_probes": self.n_probes, "window": self.rdm.window, "detrend": self.rdm.detrend,
+                "signal": self.signal,
+                "alarm": None if self.alarm_rule is None else [self.alarm_rule.name, self.alarm_rule.get_params()]}
+
+    def state_dict(self) -> dict:
+        """Everything a resumed training needs to continue the window and the alarm (torch.save-able)."""
+        return {
+            "version": STATE_VERSION,
+            "config": self._config(),
+            "rdm": self.rdm.state_dict(),
+            "alarm": None if self._online is None else self._online.state_dict(),
+            "counters": dict(self.counters),
+            "alarm_steps": list(self.alarm_steps),
+            "every": self._every,
+            "last_step": self._last_step,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict`` of a monitor with the same probes count, window, signal and rule."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ProbekitUsageError("Monitor.load_state_dict takes what Monitor.state_dict() returned "
+                                     f"(version {STATE_VERSION}).")
+        if state["config"] != self._config():
+            raise ProbekitUsageError(f"Monitor.load_state_dict: the state was saved by a monitor with {state['config']}, "
+                                     f"but this one has {self._config()}.")
+        self.rdm.load_state_dict(state["rdm"])
+        if self._online is not None:
+            self._online.load_state_dict(state["alarm"])
+        self.counters = dict(state["counters"])
+        self.alarm_steps = list(state["alarm_steps"])
+        self._every = int(state["every"])
+        self._last_step = state["last_step"]
+
+    def close(self) -> None:
+        """Flush and close the sinks (errors are warnings, as in a record)."""
+        for sink in self.sinks:
+            try:
+                getattr(sink, "close", lambda: None)()
+            except Exception as exc:
+                self.counters["sink_errors"] += 1
+                self._warn(f"close{id(sink)}", f"probekit Monitor: closing sink {type(sink).__name__} failed ({exc}).")
+
+    def __enter__(self) -> "Monitor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Monitor(n_probes={self.n_probes}, every={self._every}, window={self.rdm.window}, "
+                f"signal={self.signal!r}, records={self.counters['records']}, alarms={self.alarm_steps})")
+
+
+def _n_chunks(rows: int, batch_size: int | None) -> int:
+    """Forward passes for the largest shard: one, or one per ``batch_size`` rows."""
+    return 1 if batch_size is None else max(1, -(-rows // batch_size))
+
+
+def _check_autocast(value: Any) -> Any:
+    if value is None or value is False:
+        return value
+    import torch
+
+    if isinstance(value, torch.dtype):
+        return value
+    raise ProbekitUsageError(f"The 'autocast' parameter of Monitor must be a torch.dtype (e.g. torch.bfloat16), False "
+                             f"or None. Got {value!r} instead.")
