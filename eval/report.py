@@ -185,13 +185,29 @@ def render_markdown(result: Any, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+CURVE_DECIMALS = 4  # the curves in results.json: rates and lead fractions, to 1e-4
+
+
+def _rounded_curves(cell: dict) -> dict:
+    points = [{**p, "curve": {k: [round(v, CURVE_DECIMALS) for v in vals] for k, vals in p["curve"].items()}}
+              if "curve" in p else p for p in cell.get("points", [])]
+    return {**cell, "points": points}
+
+
 def write_report(result: Any, out_dir: str | Path, command: str) -> tuple[Path, Path]:
-    """Write ``results.json`` (every cell; no timestamps: same grid, same file) and ``report.md``."""
+    """Write ``results.json`` (every cell; no timestamps: same grid, same file) and ``report.md``.
+
+    results.json is compact JSON, one cell per line, with the threshold curves rounded to
+    1e-4 (the full grid's file is ~10x smaller); every other number is as computed, and
+    ``cells/`` keeps the curves unrounded.
+    """
     out = Path(out_dir)
-    payload = {"grid": dataclasses.asdict(result.grid), "grid_key": result.grid.key(), "cells": result.cells}
+    head = {"grid": dataclasses.asdict(result.grid), "grid_key": result.grid.key()}
+    cells = [json.dumps(_rounded_curves(c), sort_keys=True, separators=(",", ":"), default=float) for c in result.cells]
+    text = json.dumps(head, sort_keys=True, default=str)[:-1] + ',"cells":[\n' + ",\n".join(cells) + "\n]}\n"
     json_path, md_path = out / "results.json", out / "report.md"
     with atomic_file(json_path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=float) + "\n")
+        tmp.write_text(text)
     with atomic_file(md_path) as tmp:
         tmp.write_text(render_markdown(result, command))
     return json_path, md_path
