@@ -314,3 +314,17 @@ def test_check_raises_what_a_record_would_only_warn():
         model[0].weight.fill_(float("nan"))
     with pytest.raises(ProbekitUsageError, match=r"Monitor.check: 48 of 48 probe losses are NaN or inf"):
         Monitor(model, (x, y), "classification").check()
+
+
+def test_set_every_restarts_the_window_and_the_alarm():
+    model, x, y = _setup()
+    mon = Monitor(model, (x, y), "classification", every=5, window=3, alarm="zscore")
+    for s in range(0, 30, 5):
+        mon.step(s)
+    assert mon.rdm.ready and mon._online.n_records == 6
+    mon.set_every(1)
+    assert mon.every == 1 and mon.rdm.n_records == 0 and mon._online.n_records == 0
+    assert mon.counters["records"] == 6  # history is kept
+    mon.step(31)
+    mon.set_every(2, restart=False)
+    assert mon.rdm.n_records == 1 and mon.every == 2

@@ -88,7 +88,7 @@ class Monitor:
         ``loss_fn(model, batch) -> [b]`` per-sample losses (``probekit.monitor.losses``).
     every : int, default 10
         Record every ``every`` training steps (``step % every == 0``). May be
-        changed during training (``on_alarm`` may raise the record rate).
+        changed during training, e.g. by ``on_alarm`` (see ``set_every``).
     window : int, default 32
         W, records in the 2RDM's sliding window.
     alarm : str, AlarmRule or None, default "running-min"
@@ -190,6 +190,21 @@ class Monitor:
     def every(self, value: int) -> None:
         validate("Monitor", {"every": value}, {"every": Interval(int, 1, None)})
         self._every = int(value)
+
+    def set_every(self, every: int, *, restart: bool = True) -> None:
+        """Change the record interval; with ``restart``, start a fresh window and alarm baseline.
+
+        A window spans W records, so a new interval changes the training time it
+        covers, and with it the scale of SHC (records 2 steps apart differ less
+        than records 10 apart): the alarm's baseline would see a step change and
+        fire on it. Restarting avoids that, at the cost of W records (and the rule's
+        baseline) before the next statistic and alarm. Counters and alarm history stay.
+        """
+        self.every = every
+        if restart:
+            self.rdm.reset()
+            if self._online is not None:
+                self._online.reset()
 
     @property
     def is_main(self) -> bool:
