@@ -1,15 +1,16 @@
 """The benchmark grid: families x strategies x sizes x seeds, scored cell by cell, resumable.
 
-A **cell** is one (family, design, signal): the design's nested selection on
+A **cell** is one (family, design, signal, rule): the design's nested selection on
 every seed's trajectory (and on each seed's null control, so false alarms are
 measured with the same probes), scored at every prefix size and on the full
 pool (``probekit.eval.convergence``). Scalar baselines are cells too (their
 design is the full pool's mean loss, or the stored gradient norm). Each cell
 is computed in a worker process and written atomically as its own JSON file
-under ``<out>/cells/``; a rerun skips the cells already there (same grid
-hash), so a killed benchmark continues where it stopped, and a cell whose
-computation raises is written with its error instead of failing the grid.
-Results are deterministic: same grid, same seeds, same JSON.
+under ``<out>/cells/``; a rerun skips the cells already finished (same grid
+hash) and computes failed ones again, so a killed benchmark continues where it
+stopped. A cell whose computation raises, or whose worker process dies (a
+crash, the out-of-memory killer), is written with its error instead of failing
+the grid. Results are deterministic: same grid, same seeds, same JSON.
 """
 from __future__ import annotations
 
@@ -106,12 +107,13 @@ FULL = BenchGrid(
     seeds=(0, 1, 2, 3, 4),
     sizes=(8, 16, 32, 64, 128, 256),
     # the signal axes: window W (16, 32, 64), record stride (every 2nd record, W=16: the same span as
-    # W=32), detrending (first differences) and the statistic (SHC, 1 / PR)
+    # W=32), detrending (a linear trend per probe, first differences) and the statistic (SHC, 1 / PR)
     signals=(
         SignalSpec("shc", window=32),
         SignalSpec("shc", window=16),
         SignalSpec("shc", window=64),
         SignalSpec("shc", window=16, stride=2),
+        SignalSpec("shc", window=32, detrend="linear"),
         SignalSpec("shc", window=32, detrend="diff"),
         SignalSpec("inv_pr", window=32),
     ),
@@ -150,6 +152,14 @@ def _ranking(strategy: str, traj: Any, n: int) -> list:
     else:
         raise ValueError(f"unknown design {strategy!r}; the grid knows {', '.join(STRATEGIES)} and scalar")
     return list(sel.select(pool, n, seed=traj.seed).ids)
+
+
+def _finished(path: Path) -> bool:
+    """A cell file without an error: a rerun skips it (a failed cell is computed again)."""
+    try:
+        return json.loads(path.read_text())["error"] is None
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _point_json(p: Any) -> dict:
@@ -220,7 +230,7 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
 
     cells_dir = Path(out_dir) / "cells" / grid.key()
     cells_dir.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in grid.cells() if not (cells_dir / f"{_cell_name(c)}.json").exists()]
+    todo = [c for c in grid.cells() if not _finished(cells_dir / f"{_cell_name(c)}.json")]
     cache = None if cache_dir is None else str(cache_dir)
     if todo:  # record (or verify) every trajectory first, runs in parallel; cells then only read them
         from probekit.eval.suite import run_suite
@@ -238,7 +248,6 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
         with atomic_file(cells_dir / f"{_cell_name(result)}.json") as tmp:
             tmp.write_text(json.dumps(result, indent=1, sort_keys=True, default=float) + "\n")
 
-    failed: list[str] = []
     bar = tqdm(total=len(todo), desc="bench cells", unit="cell", disable=None if progress is None else not progress)
     try:
         if jobs <= 1:
@@ -247,20 +256,31 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
                     save(result)
                 bar.update(len(job[3]))
         else:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_score_job, job) for job in jobs_list]
-                for job, fut in zip(jobs_list, futures):
-                    try:
-                        for result in fut.result():
-                            save(result)
-                    except BrokenProcessPool as exc:  # a worker died (killed, out of memory): not saved,
-                        failed.extend(f"{_cell_name(c)}: {exc}" for c in job[3])  # so a rerun retries them
-                    bar.update(len(job[3]))
+            broken = _run_pool(jobs_list, jobs, save, bar)
+            # A worker that dies (a crash, the OOM killer) breaks the whole pool, so every job still in
+            # flight fails with it. Rerun those one at a time, each in a pool of its own: the one
+            # that kills its worker alone is the culprit, and its cells record the crash.
+            for job in broken:
+                for lost in _run_pool([job], 1, save, bar):
+                    for c in lost[3]:
+                        save({**c, "points": [], "error": "the worker process died while computing this cell "
+                                                          "(a crash or the out-of-memory killer)"})
     finally:
         bar.close()
-    cells = []
-    for c in grid.cells():
-        path = cells_dir / f"{_cell_name(c)}.json"
-        cells.append(json.loads(path.read_text()) if path.exists()
-                     else {**c, "points": [], "error": "worker died before finishing this cell (rerun to retry)"})
-    return GridResult(grid, cells, computed=len(todo) - len(failed))
+    cells = [json.loads((cells_dir / f"{_cell_name(c)}.json").read_text()) for c in grid.cells()]
+    return GridResult(grid, cells, computed=len(todo))
+
+
+def _run_pool(jobs_list: list, workers: int, save: Any, bar: Any) -> list:
+    """Run jobs in spawned worker processes, saving each job's cells; return the jobs lost to a broken pool."""
+    lost = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_score_job, job) for job in jobs_list]
+        for job, fut in zip(jobs_list, futures):
+            try:
+                for result in fut.result():
+                    save(result)
+                bar.update(len(job[3]))
+            except BrokenProcessPool:
+                lost.append(job)
+    return lost

@@ -132,3 +132,21 @@ def test_signal_and_rule_axes(tmp_path, cache, one_torch_thread, monkeypatch):
     assert result_from_json(tmp_path / "results.json").grid == grid  # the rules survive the JSON
     assert [p.name for p in write_figures(result, tmp_path, cache_dir=cache)] == [
         "convergence-late-bias.png", "lead-vs-far-late-bias.png", "signals-late-bias.png"]
+
+
+def test_a_worker_that_dies_fails_only_its_own_cells(tmp_path, cache, one_torch_thread, monkeypatch):
+    from bench_crash_helper import score_job_or_crash
+
+    from probekit.eval import bench
+
+    monkeypatch.setattr(bench, "_score_job", score_job_or_crash)  # workers import it by module name
+    grid = BenchGrid(families=("deep-linear",), seeds=(0,), strategies=("random", "cluster"), sizes=(8,),
+                     signals=(SignalSpec("shc", window=16),), scalar_baselines=("mean_drop",))
+    result = run_grid(grid, tmp_path, jobs=2, cache_dir=cache, progress=False)
+    errors = {c["design"]: c["error"] for c in result.cells}
+    assert errors["random"] is None and errors["scalar"] is None  # lost with the broken pool, then rerun alone
+    assert errors["cluster"] == ("the worker process died while computing this cell (a crash or the "
+                                 "out-of-memory killer)")
+    monkeypatch.undo()
+    again = run_grid(grid, tmp_path, jobs=1, cache_dir=cache, progress=False)  # a rerun retries the failed cell
+    assert again.computed == 1 and all(c["error"] is None for c in again.cells)
