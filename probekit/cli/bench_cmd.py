@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small configs, seeds 0-2, sizes 8 and 32 (the default)")
-    mode.add_argument("--full", action="store_true", help="default configs, seeds 0-4, sizes 8-256 (~30 min cold)")
+    mode.add_argument("--full", action="store_true", help="default configs, seeds 0-4, sizes 8-256, 7 signals x 4 rules (~25 min cold on 2 cores)")
     p.add_argument("--families", nargs="+", default=None, metavar="NAME", help="transition families (default: all six)")
     p.add_argument("--out-dir", default="probekit-bench", help="where the report goes (default: ./probekit-bench)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
