@@ -12,7 +12,7 @@ generated corpus (no dataset download):
    and the alarm, writes TensorBoard scalars and JSONL lines, and its state goes
    into every Trainer checkpoint.
 
-    python examples/hf_trainer_monitor.py            # a few minutes on 2 cores
+    python examples/hf_trainer_monitor.py            # ~30 s on 2 cores
     python examples/hf_trainer_monitor.py --tiny     # seconds: what CI runs
 """
 from __future__ import annotations
