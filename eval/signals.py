@@ -20,6 +20,8 @@ Scalar baselines (the classical early-warning indicators, on the same records):
 - ``mean_var``: the rolling variance of the mean probe loss over the window;
 - ``mean_ar1``: (1 + lag-1 autocorrelation of the mean probe loss over the
   window) / 2, in [0, 1] (critical slowing down);
+
+(both from ``probekit.indicators``, whose conventions agree with ewstools)
 - ``grad_norm``: the trajectory's stored gradient norm (the probe set plays no
   part).
 
@@ -74,23 +76,6 @@ class SignalSpec:
         return f"{self.statistic}[W={self.window},k={self.stride}{extra}]"
 
 
-def _rolling(values: np.ndarray, window: int, fn) -> np.ndarray:
-    out = np.full(values.shape, np.nan)
-    if values.size >= window:
-        view = np.lib.stride_tricks.sliding_window_view(values, window)  # [T - W + 1, W]
-        out[window - 1:] = fn(view)
-    return out
-
-
-def _ar1(view: np.ndarray) -> np.ndarray:
-    a = view[:, :-1] - view[:, :-1].mean(axis=1, keepdims=True)
-    b = view[:, 1:] - view[:, 1:].mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a * b).sum(axis=1) / den
-    return np.where(den > 0, (1.0 + r) / 2.0, np.nan)
-
-
 def compute_signal(
     spec: SignalSpec,
     losses: np.ndarray | None,
@@ -98,6 +83,7 @@ def compute_signal(
     grad_norm: np.ndarray | None = None,
 ) -> np.ndarray:
     """The signal, one value per record of ``losses`` ([records, n], already strided)."""
+    from probekit.indicators import rolling_autocorrelation, rolling_variance
     from probekit.rdm_offline import rdm_series
 
     spec.check()
@@ -112,8 +98,8 @@ def compute_signal(
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.maximum.accumulate(mean) / np.maximum(mean, np.finfo(np.float64).tiny)
         if spec.statistic == "mean_var":
-            return _rolling(mean, spec.window, lambda v: v.var(axis=1, ddof=1))
-        return _rolling(mean, spec.window, _ar1)
+            return rolling_variance(mean, spec.window)
+        return (1.0 + rolling_autocorrelation(mean, spec.window, lag=1)) / 2.0
     series = rdm_series(x, spec.window, detrend=spec.detrend, top_k=1)
     if spec.statistic == "shc":
         out = series.shc
