@@ -11,14 +11,8 @@ from probekit.eval.bench import BenchGrid, run_grid
 from probekit.eval.report import write_report
 from probekit.eval.signals import SignalSpec
 
-TINY = BenchGrid(
-    families=("deep-linear", "late-bias"),
-    seeds=(0, 1),
-    strategies=("random", "cluster"),
-    sizes=(8,),
-    signals=(SignalSpec("shc", window=16),),
-    scalar_baselines=("mean_drop",),
-)
+from bench_grids import TINY
+
 
 
 @pytest.fixture(scope="module")

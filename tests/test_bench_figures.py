@@ -6,19 +6,12 @@ import copy
 import pytest
 
 from probekit.eval import design_score
-from probekit.eval.bench import BenchGrid, GridResult, run_grid
+from probekit.eval.bench import GridResult, run_grid
 from probekit.eval.bench_figures import result_from_json, write_figures
 from probekit.eval.report import write_report
-from probekit.eval.signals import SignalSpec
 
-TINY = BenchGrid(  # as in test_bench.py
-    families=("deep-linear", "late-bias"),
-    seeds=(0, 1),
-    strategies=("random", "cluster"),
-    sizes=(8,),
-    signals=(SignalSpec("shc", window=16),),
-    scalar_baselines=("mean_drop",),
-)
+from bench_grids import TINY
+
 NAMES = sorted(f"{kind}-{fam}.png" for kind in ("convergence", "lead-vs-far", "signals") for fam in TINY.families)
 
 

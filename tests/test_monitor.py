@@ -218,6 +218,8 @@ def test_tensorboard_sink_writes_the_scalars_and_alarm_events(tmp_path):
         ({"probe_ids": ["a"]}, r"probe_ids has 1 names for 48 probes"),
         ({"model": "gpt2"}, r"The 'model' parameter of Monitor must be a torch.nn.Module\. Got str instead\."),
         ({"distributed": True}, r"Monitor\(distributed=True\) needs an initialised torch.distributed process group"),
+        ({"distributed": "yes"}, r"The 'distributed' parameter of Monitor must be 'auto', True or False\. Got 'yes' instead\."),
+        ({"batch_size": 0}, r"The 'batch_size' parameter of Monitor must be None or an int in the range \[1, inf\)\. Got 0"),
     ],
 )
 def test_configuration_errors_raise_at_construction(kwargs, message):
