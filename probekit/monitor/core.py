@@ -178,6 +178,7 @@ class Monitor:
                          "sink_errors": 0, "callback_errors": 0, "record_errors": 0}
         self.alarm_steps: list[int] = []
         self.last: MonitorRecord | None = None
+        self._stats = None  # the last record's window statistics, for on_alarm
         self._last_step: int | None = None
         self._warned: set[str] = set()
 
@@ -410,7 +411,7 @@ class Monitor:
         if self.on_alarm is None:
             return
         try:
-            self.on_alarm(AlarmEvent(rec.step, rec, getattr(self, "_stats", None) if self.is_main else None, self))
+            self.on_alarm(AlarmEvent(rec.step, rec, self._stats if self.is_main else None, self))
         except Exception as exc:
             self.counters["callback_errors"] += 1
             self._warn("callback", f"probekit Monitor: on_alarm raised at step {rec.step} ({type(exc).__name__}: {exc}).")
