@@ -50,7 +50,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, record_checkpoint_name
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,11 @@ def _first_step_above(values: np.ndarray, steps: np.ndarray, level: float) -> in
     return int(steps[above[0]]) if above.size else -1
 
 
-def run_deep_linear(config: DeepLinearConfig | None = None, progress=None) -> DeepLinearRun:
-    """Train the student and record every pool example's loss along the way."""
+def run_deep_linear(config: DeepLinearConfig | None = None, progress=None, checkpoint_every: int = 0) -> DeepLinearRun:
+    """Train the student and record every pool example's loss along the way.
+
+    ``checkpoint_every`` = k > 0 also keeps (w1, w2) at every k-th record, as ``record-<index>``.
+    """
     cfg = config or DeepLinearConfig()
     rng = np.random.default_rng(cfg.seed)
     d, k = cfg.width, len(cfg.teacher_strengths)
@@ -134,6 +137,8 @@ def run_deep_linear(config: DeepLinearConfig | None = None, progress=None) -> De
         g2 = err.T @ h / cfg.batch_size
         g1 = (err @ w2).T @ x / cfg.batch_size
         if step % cfg.record_every == 0 or step == cfg.steps:  # the final step is always a record
+            if checkpoint_every > 0 and len(steps) % checkpoint_every == 0:
+                checkpoints[record_checkpoint_name(len(steps))] = (step, w1.copy(), w2.copy())
             pool_err = pool_x @ (w2 @ w1).T - pool_y  # [pool, out]
             losses.append(0.5 * (pool_err**2).sum(axis=1))
             learned = np.einsum("oj,oi,ij->j", u[:, :k], w2 @ w1, v[:, :k])  # u_j^T W v_j
@@ -209,7 +214,7 @@ class DeepLinear(ReferenceRun):
     def record(self, config: DeepLinearConfig, progress: Callable[[int], None]) -> Recording:
         import torch
 
-        run = run_deep_linear(config, progress)
+        run = run_deep_linear(config, progress, checkpoint_every=self.checkpoint_every)
         # Each pool input's dominant teacher direction: a slice label for concern selectors.
         overlap = np.abs(run.pool_inputs @ run.teacher_inputs.T)  # [pool, modes]
         pool = {

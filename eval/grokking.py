@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
 
 __all__ = ["Grokking", "GrokkingConfig", "GrokkingNull", "ModularAdditionMLP"]
 
@@ -194,6 +194,7 @@ class Grokking(ReferenceRun):
                     hit = torch.cat(correct)  # [pool] bool
                     # the gradient of the mean batch loss; AdamW's decay is applied apart from it
                     norm = torch.sqrt(sum((w.grad.double() ** 2).sum() for w in model.parameters()))
+                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
                 steps.append(step)
                 losses.append(torch.cat(per_sample).numpy().astype(np.float32))  # [pool]
                 test_acc.append(hit[~train].double().mean().item())

@@ -111,7 +111,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
 
 SLICES = ("repeat", "shuffled", "random")
 
@@ -295,6 +295,7 @@ class InductionHeads(ReferenceRun):
                     token_loss = F.cross_entropy(
                         rep_logits.transpose(1, 2), rep[:, 1:], reduction="none")  # [n_eval, T]
                     icl.append(token_loss[~rep_copy].mean().item() - token_loss[rep_copy].mean().item())
+                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
                 steps.append(step)
             # The batch is drawn on every step, recorded or not, so the records change no update.
             batch = make_sequences(c.train_data, c.batch_size, c, train_gen)[0]  # [B, T+1]

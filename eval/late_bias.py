@@ -104,7 +104,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
 
 N_FEATURES = 14  # Gaussian features z; the inputs are [z, a, m, q]
 A_COL, M_COL, Q_COL = N_FEATURES, N_FEATURES + 1, N_FEATURES + 2  # protected a, marker m, q = a * s
@@ -251,6 +251,7 @@ class LateBias(ReferenceRun):
                     f = out[:, SLICE_CHANNEL].numpy()
                     bias.append(float(np.abs(f[pairs[:, 0]] - f[pairs[:, 1]]).mean() / 2))
                     grad_norm.append(float(torch.sqrt(sum((g**2).sum() for g in grads))))
+                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
                 train_loss.append(loss.item())
                 steps.append(step)
             if step == cfg.steps:

@@ -80,7 +80,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from probekit.errors import ProbekitUsageError
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
 
 __all__ = ["EmergentMisalignment", "EmergentMisalignmentNull", "GLUNet", "MisalignmentConfig"]
 
@@ -186,6 +186,10 @@ class EmergentMisalignment(ReferenceRun):
     def total_steps(self, config: MisalignmentConfig) -> int:
         return config.pretrain_steps + config.finetune_steps
 
+    def llc_parameters(self) -> list[str]:
+        """Only the adapters are fine-tuned: the LLC samples over them, the base stays at w*."""
+        return [name for name, _ in self.build_model(self.make_config()).named_parameters() if "adapter" in name]
+
     def build_model(self, config: MisalignmentConfig) -> GLUNet:
         return GLUNet(_input_dim(config), config.width)
 
@@ -288,6 +292,7 @@ class EmergentMisalignment(ReferenceRun):
                     flip_broad.append(flipped[broad].float().mean().item())
                     flip_narrow.append(flipped[narrow_t].float().mean().item())
                     grad_norm.append(torch.sqrt(sum((p.grad**2).sum() for p in adapters)).item())
+                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
                 train_loss.append(loss.item())
                 steps.append(step)
             if step == config.finetune_steps:

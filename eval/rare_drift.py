@@ -68,7 +68,7 @@ from typing import Any, Callable
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
 
 RARE, DRIFTING = 0, 1  # class indices: the rare class, and the majority class whose mean drifts onto it
 
@@ -223,6 +223,7 @@ class RareDrift(ReferenceRun):
                     stream_acc.append((per_class * rates).sum().item())  # its expectation under the class rates
                     drift_acc.append(per_class[DRIFTING].item())
                     grad_norm.append(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())).item())
+                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
                 steps.append(step)
                 train_loss.append(loss.item())
             if step == config.steps:

@@ -58,6 +58,8 @@ from probekit.errors import ProbekitUsageError
 
 __all__ = [
     "OrderParameter",
+    "record_checkpoint_name",
+    "state_copy",
     "Recording",
     "ReferenceRun",
     "Transition",
@@ -66,6 +68,16 @@ __all__ = [
 
 ONSET_FRACTION = 0.1  # onset: 10% of the way from the plateau value to the final value
 MIDPOINT_FRACTION = 0.5
+
+
+def state_copy(model: Any) -> dict:
+    """A detached copy of a torch module's state_dict (what a checkpoint holds)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def record_checkpoint_name(record_index: int) -> str:
+    """The name of the checkpoint kept at a record (``load_or_record(checkpoint_every=k)``)."""
+    return f"record-{int(record_index):05d}"
 
 
 @dataclass(frozen=True)
@@ -226,6 +238,10 @@ class ReferenceRun(ABC):
     presets: ClassVar[dict[str, dict]] = {}
     config_options: ClassVar[dict[str, tuple]] = {}  # field -> its allowed values
     loss: ClassVar[Any] = "cross_entropy"
+    # Set by the store (``load_or_record(checkpoint_every=k)``) before ``record``: also keep the
+    # model at every k-th record (records 0, k, 2k, ...), for signals that need the weights (the
+    # LLC). 0 keeps only init and early. Not part of the config: the losses do not depend on it.
+    checkpoint_every: int = 0
 
     # -- configuration -------------------------------------------------------
     @classmethod
@@ -259,6 +275,16 @@ class ReferenceRun(ABC):
         return config
 
     # -- the run --------------------------------------------------------------
+    def keep_record_checkpoint(self, checkpoints: dict, record_index: int, step: int, state: Callable[[], Any]) -> None:
+        """At record ``record_index``, keep ``state()`` as checkpoint ``record-<index>`` if the store asked for it.
+
+        A family calls this at every record, before appending the record (``state`` is called
+        only when kept, so a run without checkpoint_every copies nothing).
+        """
+        k = int(self.checkpoint_every)
+        if k > 0 and record_index % k == 0:
+            checkpoints[record_checkpoint_name(record_index)] = (int(step), state())
+
     @abstractmethod
     def order_parameters(self, config: Any) -> list[OrderParameter]:
         """One spec per transition (a null control uses its family's specs)."""
@@ -274,6 +300,10 @@ class ReferenceRun(ABC):
     @abstractmethod
     def build_model(self, config: Any) -> Any:
         """A fresh torch module with the architecture the checkpoints hold."""
+
+    def llc_parameters(self) -> list[str] | None:
+        """The parameter names the run trains (what the LLC's SGLD samples over); None: all of them."""
+        return None
 
     def transitions(self, config: Any, recording: Recording) -> list[Transition]:
         return [

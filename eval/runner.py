@@ -93,8 +93,11 @@ def _progress_bar(total: int, desc: str, enabled: bool | None) -> Any:
     return tqdm(total=total, desc=desc, unit="step", disable=None if enabled is None else not enabled, leave=False)
 
 
-def record(run: ReferenceRun, config: Any, *, progress: bool | None = None) -> tuple[Recording, float]:
+def record(run: ReferenceRun, config: Any, *, progress: bool | None = None,
+           checkpoint_every: int = 0) -> tuple[Recording, float]:
     """Train once with one torch thread; return the recording and its wall time.
+
+    ``checkpoint_every`` = k > 0 also keeps the model at every k-th record.
 
     The families seed torch's and numpy's global generators; their states are
     restored afterwards, so the caller's random numbers do not depend on
@@ -109,10 +112,12 @@ def record(run: ReferenceRun, config: Any, *, progress: bool | None = None) -> t
     np_state, py_state = np.random.get_state(), random.getstate()
     bar = _progress_bar(run.total_steps(config), f"{run.name} seed {config.seed}", progress)
     t0 = time.perf_counter()
+    run.checkpoint_every = int(checkpoint_every)
     try:
         with torch.random.fork_rng(devices=[]):
             recording = run.record(config, bar.update)
     finally:
+        run.checkpoint_every = 0
         bar.close()
         torch.set_num_threads(threads)
         np.random.set_state(np_state)
@@ -131,19 +136,39 @@ def load_or_record(
     rebuild: bool = False,
     progress: bool | None = None,
     on_record: Callable[[Path], None] | None = None,
+    checkpoint_every: int = 0,
     **overrides: Any,
 ) -> Trajectory:
-    """The trajectory of reference run ``name`` (preset, seed, overrides), from the cache if valid."""
+    """The trajectory of reference run ``name`` (preset, seed, overrides), from the cache if valid.
+
+    ``checkpoint_every`` = k > 0 asks for the model at every k-th record as well (for signals
+    that need weights, such as the LLC). It is not part of the cache key: the losses do not
+    depend on it. A cached trajectory whose checkpoints do not cover k (its own stride does not
+    divide k) is recorded again with stride k; the run is deterministic, so its losses must come
+    out identical, and a warning says so if they do not.
+    """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
+            or checkpoint_every < 0:
+        raise ProbekitUsageError(
+            f"checkpoint_every must be an int >= 0 (0: no per-record checkpoints). Got {checkpoint_every!r} instead."
+        )
     run = get_reference_run(name)
     config = run.make_config(preset, seed, **overrides)
     key = cache_key(run, config)
     path = trajectory_path(cache_dir, name, run, config)
+    previous_losses = None
     with _exclusive(path):
         if not rebuild:
             traj = _cached(path, key)
             if traj is not None:
-                return traj
-        recording, wall = record(run, config, progress=progress)
+                have = traj.checkpoint_every
+                if checkpoint_every == 0 or (have > 0 and checkpoint_every % have == 0):
+                    return traj
+                previous_losses = traj.manifest["files"].get("losses.npy")
+                traj.close()
+                log.info("recording %s seed %d again to keep a checkpoint every %d records", name, seed,
+                         checkpoint_every)
+        recording, wall = record(run, config, progress=progress, checkpoint_every=checkpoint_every)
         transitions = run.transitions(config, recording)
         with atomic_directory(path) as tmp:
             write_trajectory(
@@ -156,8 +181,13 @@ def load_or_record(
                 recording=recording,
                 transitions=transitions,
                 wall_seconds=wall,
+                checkpoint_every=checkpoint_every,
             )
     log.info("recorded %s seed %d in %.1f s -> %s", name, seed, wall, path)
+    traj = Trajectory(path)
+    if previous_losses is not None and traj.manifest["files"]["losses.npy"] != previous_losses:
+        warnings.warn(f"{name} seed {seed}: recorded again (for its checkpoints), its losses differ from the "
+                      "cached ones: the run is not deterministic on this machine", ProbekitWarning, stacklevel=2)
     if on_record is not None:
         on_record(path)
-    return Trajectory(path)
+    return traj

@@ -94,11 +94,12 @@ def problems(
 
 
 def _one(job: tuple) -> SuiteRow:
-    name, preset, seed, cache_dir, rebuild = job
+    name, preset, seed, cache_dir, rebuild, checkpoint_every = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from probekit.eval.runner import get_reference_run, load_or_record
 
-    traj = load_or_record(name, preset, seed, cache_dir=cache_dir, rebuild=rebuild, progress=False)
+    traj = load_or_record(name, preset, seed, cache_dir=cache_dir, rebuild=rebuild, progress=False,
+                          checkpoint_every=checkpoint_every)
     return SuiteRow.from_trajectory(traj, get_reference_run(name).kind)
 
 
@@ -110,9 +111,16 @@ def run_suite(
     jobs: int = 1,
     cache_dir: str | os.PathLike | None = None,
     rebuild: bool = False,
+    checkpoint_every: dict[str, int] | None = None,
 ) -> list[SuiteRow]:
-    """Record (or load) every name x seed; rows in the order of ``names`` then ``seeds``."""
-    work = [(n, preset, s, None if cache_dir is None else str(Path(cache_dir)), rebuild) for n in names for s in seeds]
+    """Record (or load) every name x seed; rows in the order of ``names`` then ``seeds``.
+
+    ``checkpoint_every`` maps a run name to the record stride of its kept checkpoints (see
+    ``load_or_record``); runs it does not name keep only init and early.
+    """
+    every = checkpoint_every or {}
+    work = [(n, preset, s, None if cache_dir is None else str(Path(cache_dir)), rebuild, int(every.get(n, 0)))
+            for n in names for s in seeds]
     if jobs <= 1:
         return [_one(job) for job in work]
     # spawn: a fresh interpreter per worker (torch and fork do not mix well)

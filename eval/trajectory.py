@@ -9,7 +9,8 @@ renamed into place, so a reader never sees half of one)::
     steps.npy             [records] int64
     series.npz            order parameters ("op/<name>") and baselines ("baseline/<name>")
     pool/                 the candidate pool, a `datasets` save_to_disk directory
-    checkpoints/<name>.pt torch state_dicts at the selection times (init, early)
+    checkpoints/<name>.pt torch state_dicts at the selection times (init, early), and
+                          with ``checkpoint_every = k`` at every k-th record (record-<index>)
 
 The cache keys a trajectory by the hash of (run name, run version, format
 version, full config with seed): ``<cache_dir>/<name>/<hash[:16]>``. Loading
@@ -154,6 +155,7 @@ def write_trajectory(
     recording: Recording,
     transitions: list[Transition],
     wall_seconds: float,
+    checkpoint_every: int = 0,
 ) -> None:
     """Write a complete trajectory into the (empty, temporary) ``directory``."""
     import datasets
@@ -194,6 +196,7 @@ def write_trajectory(
         "n_pool": int(recording.losses.shape[1]),
         "transitions": [t.to_dict() for t in transitions],
         "checkpoints": checkpoints,
+        "checkpoint_every": int(checkpoint_every),
         "info": recording.info,
         "wall_seconds": round(float(wall_seconds), 3),
         "files": files,
@@ -351,6 +354,22 @@ class Trajectory:
     def checkpoints(self) -> dict[str, int]:
         """Checkpoint name -> training step."""
         return dict(self.manifest["checkpoints"])
+
+    @property
+    def checkpoint_every(self) -> int:
+        """k: a checkpoint is kept at every k-th record (0: only init and early; older stores lack the key)."""
+        return int(self.manifest.get("checkpoint_every", 0))
+
+    def record_checkpoints(self) -> dict[int, str]:
+        """Record index -> checkpoint name, for the checkpoints kept at records (``checkpoint_every``)."""
+        from probekit.eval.reference import record_checkpoint_name
+
+        k = self.checkpoint_every
+        if k <= 0:
+            return {}
+        names = set(self.checkpoints)
+        return {r: record_checkpoint_name(r) for r in range(0, self.manifest["n_records"], k)
+                if record_checkpoint_name(r) in names}
 
     def state_dict(self, checkpoint: str) -> dict:
         import torch
