@@ -77,9 +77,13 @@ class BenchGrid:
     scalar_baselines: tuple[str, ...] = SCALAR_SIGNALS
     rules: tuple[RuleSpec, ...] = (RuleSpec(),)  # the first is the report's primary rule
     hit_fraction: float = 0.5
+    # peer signals (probekit.eval.peers: "llc", "llc_dev"; needs probekit[peers]); their cells
+    # name their own settings, so adding peers to a grid reuses its other cells
+    peers: tuple[str, ...] = ()
 
     def key(self) -> str:
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "peers"}
+        text = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def cells(self) -> list[dict]:
@@ -96,7 +100,20 @@ class BenchGrid:
                 for rule in self.rules:
                     out.append({"family": fam, "design": "scalar", "signal": dataclasses.asdict(spec),
                                 "rule": rule.as_dict()})
+        if self.peers:
+            from probekit.eval.peers import peer_cells
+
+            out += peer_cells(self)
         return out
+
+    def check(self) -> None:
+        from probekit.errors import ProbekitUsageError
+        from probekit.eval.signals import PEER_SIGNALS
+
+        bad = [p for p in self.peers if p not in PEER_SIGNALS]
+        if bad:
+            raise ProbekitUsageError(
+                f"The 'peers' field of BenchGrid must hold some of {', '.join(PEER_SIGNALS)}. Got {bad[0]!r} instead.")
 
 
 FAMILIES = ("deep-linear", "grokking", "induction-heads", "late-bias", "misalignment", "rare-drift")
@@ -131,7 +148,8 @@ FULL = BenchGrid(
 def _cell_name(cell: dict) -> str:
     s = cell["signal"]
     tag = f"{s['statistic']}-W{s['window']}-k{s['stride']}-{s['detrend']}"
-    return f"{cell['family']}__{cell['design']}__{tag}__{RuleSpec.from_dict(cell['rule']).tag}"
+    extra = f"__llc-{cell['llc']['key']}" if "llc" in cell else ""  # a peer cell names its SGLD settings
+    return f"{cell['family']}__{cell['design']}__{tag}__{RuleSpec.from_dict(cell['rule']).tag}{extra}"
 
 
 def _ranking(strategy: str, traj: Any, n: int) -> list:
@@ -228,9 +246,15 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
     """Compute every cell not already in ``out_dir/cells`` (same grid key); return all cells in grid order."""
     from tqdm.auto import tqdm
 
+    grid.check()
     cells_dir = Path(out_dir) / "cells" / grid.key()
-    cells_dir.mkdir(parents=True, exist_ok=True)
     todo = [c for c in grid.cells() if not _finished(cells_dir / f"{_cell_name(c)}.json")]
+    peer_families = sorted({c["family"] for c in todo if c["design"] == "peer"})
+    if peer_families:  # before any work: a missing extra is a one-line error, not failed cells
+        from probekit.eval.llc import require_devinterp
+
+        require_devinterp()
+    cells_dir.mkdir(parents=True, exist_ok=True)
     cache = None if cache_dir is None else str(cache_dir)
     if todo:  # record (or verify) every trajectory first, runs in parallel; cells then only read them
         from probekit.eval.suite import run_suite
@@ -238,7 +262,14 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
 
         families = sorted({c["family"] for c in todo})
         names = families + [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of in families]
-        run_suite(names, list(grid.seeds), preset=grid.preset, jobs=jobs, cache_dir=cache)
+        every = {}
+        if peer_families:  # the LLC needs the weights: keep checkpoints every k records
+            from probekit.eval.peers import checkpoint_every, family_of
+
+            every = {n: checkpoint_every(n, grid.preset) for n in names if family_of(n) in peer_families}
+        run_suite(names, list(grid.seeds), preset=grid.preset, jobs=jobs, cache_dir=cache, checkpoint_every=every)
+        if peer_families:
+            _llc_series(grid, [n for n in names if n in every], jobs, cache, progress)
     groups: dict[tuple[str, str], list[dict]] = {}  # one job per (family, design): its rankings are computed once
     for c in todo:
         groups.setdefault((c["family"], c["design"]), []).append(c)
@@ -252,7 +283,7 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
     try:
         if jobs <= 1:
             for job in jobs_list:
-                for result in _score_job(job):
+                for result in _job_fn(job)(job):
                     save(result)
                 bar.update(len(job[3]))
         else:
@@ -271,11 +302,47 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
     return GridResult(grid, cells, computed=len(todo))
 
 
+def _llc_series(grid: BenchGrid, names: list[str], jobs: int, cache: str | None, progress: bool | None) -> None:
+    """Estimate (or load) the LLC series of every run the peer cells need, runs in parallel.
+
+    A run that fails here fails again, with its error, in the peer cells that need it."""
+    from tqdm.auto import tqdm
+
+    from probekit.eval.peers import llc_job
+
+    work = [(n, grid.preset, s, cache) for n in names for s in grid.seeds]
+    bar = tqdm(total=len(work), desc="LLC series", unit="run", disable=None if progress is None else not progress)
+    try:
+        if jobs <= 1:
+            for job in work:
+                llc_job(job)
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+                for _ in pool.map(llc_job, work):
+                    bar.update(1)
+    finally:
+        bar.close()
+
+
+def _peer_job(job: tuple) -> list[dict]:
+    from probekit.eval.peers import peer_job
+
+    grid, family, _, cells, cache_dir = job
+    return peer_job((grid, family, cells, cache_dir))
+
+
+def _job_fn(job: tuple) -> Any:
+    """What computes a job: the peer cells of a family, or the cells of one (family, design).
+    (Looked up when the job is submitted, so a test can swap ``_score_job``.)"""
+    return _peer_job if job[2] == "peer" else _score_job
+
+
 def _run_pool(jobs_list: list, workers: int, save: Any, bar: Any) -> list:
     """Run jobs in spawned worker processes, saving each job's cells; return the jobs lost to a broken pool."""
     lost = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_score_job, job) for job in jobs_list]
+        futures = [pool.submit(_job_fn(job), job) for job in jobs_list]
         for job, fut in zip(jobs_list, futures):
             try:
                 for result in fut.result():

@@ -242,13 +242,16 @@ def write_figures(result: Any, out_dir: str | os.PathLike, *, cache_dir: str | o
         cells = [c for c in result.cells if c["family"] == family and not c.get("error") and c.get("points")]
         if not cells:
             continue
-        designs = [c for c in cells if c["design"] != "scalar"]
+        designs = [c for c in cells if c["design"] not in ("scalar", "peer")]
         primary = [c for c in designs if c["signal"] == primary_signal and c["rule"] == primary_rule]
         scalars = [c for c in cells if c["design"] == "scalar" and c["rule"] == primary_rule]
         written.append(_convergence(family, primary, scalars, what, out / f"convergence-{family}.png"))
         written.append(_lead_vs_far(family, primary, scalars, what, out / f"lead-vs-far-{family}.png"))
         if designs:  # the best design over every signal and rule, beside random probes
             written.append(_signals(result, family, designs, cache_dir, out / f"signals-{family}.png"))
+    from probekit.eval.peer_report import peer_figures
+
+    written += peer_figures(result, out_dir)
     return sorted(written)
 
 

@@ -98,7 +98,7 @@ def _table(rows: dict, keys: list, families: list[str], first: str, label) -> li
 
 
 def render_markdown(result: Any, command: str) -> str:
-    rows = _points(result.cells)
+    rows = _points([c for c in result.cells if c["design"] != "peer"])  # the peers have their own section
     grid = result.grid
     families = list(grid.families)
     primary = (_signal_label(dataclasses.asdict(grid.signals[0])), grid.rules[0].label)
@@ -177,6 +177,9 @@ def render_markdown(result: Any, command: str) -> str:
             lines += ["<details>", f"<summary>{sig}, rule <code>{rule}</code></summary>", ""]
             lines += _table(rows, keys, families, "design | size", lambda k: f"{k[2]} | {k[3]}")
             lines += ["", "</details>", ""]
+    from probekit.eval.peer_report import render_peers
+
+    lines += render_peers(result)
     errors = [c for c in result.cells if c["error"]]
     if errors:
         lines += ["", "## Failed cells", ""] + [

@@ -25,6 +25,11 @@ Scalar baselines (the classical early-warning indicators, on the same records):
 - ``grad_norm``: the trajectory's stored gradient norm (the probe set plays no
   part).
 
+Peer signals (``probekit.eval.peers``; ``pip install "probekit[peers]"``): ``llc``
+and ``llc_dev``, devinterp's local learning coefficient on a run's kept
+checkpoints. They come from an LLC series, not from probe losses:
+``compute_signal`` refuses them.
+
 Detrending, window and record stride are the :class:`SignalSpec`'s axes; the
 log transform ("log-SHC") belongs to the alarm rule (``zscore`` with
 ``transform="log"``), not to the signal.
@@ -37,10 +42,11 @@ import numpy as np
 
 from probekit.errors import ProbekitUsageError
 
-__all__ = ["PROBE_SIGNALS", "SCALAR_SIGNALS", "SignalSpec", "compute_signal"]
+__all__ = ["PEER_SIGNALS", "PROBE_SIGNALS", "SCALAR_SIGNALS", "SignalSpec", "compute_signal"]
 
 PROBE_SIGNALS = ("shc", "inv_pr", "leading_share", "trace")
 SCALAR_SIGNALS = ("mean_drop", "mean_var", "mean_ar1", "grad_norm")
+PEER_SIGNALS = ("llc", "llc_dev")  # computed by probekit.eval.peers from the LLC series
 DETRENDS = ("none", "linear", "diff")
 
 
@@ -54,9 +60,10 @@ class SignalSpec:
     detrend: str = "none"  # inside the 2RDM window: none / linear / diff
 
     def check(self) -> None:
-        if self.statistic not in PROBE_SIGNALS + SCALAR_SIGNALS:
+        known = PROBE_SIGNALS + SCALAR_SIGNALS + PEER_SIGNALS
+        if self.statistic not in known:
             raise ProbekitUsageError(
-                f"The 'statistic' field of SignalSpec must be one of {', '.join(PROBE_SIGNALS + SCALAR_SIGNALS)}. "
+                f"The 'statistic' field of SignalSpec must be one of {', '.join(known)}. "
                 f"Got {self.statistic!r} instead."
             )
         for name, low in (("window", 3), ("stride", 1)):
@@ -87,6 +94,10 @@ def compute_signal(
     from probekit.rdm_offline import rdm_series
 
     spec.check()
+    if spec.statistic in PEER_SIGNALS:
+        raise ProbekitUsageError(
+            f"the {spec.statistic!r} signal comes from a run's LLC series (probekit.eval.peers), not from probe losses."
+        )
     if spec.statistic == "grad_norm":
         if grad_norm is None:
             raise ProbekitUsageError("the 'grad_norm' signal needs the trajectory's stored gradient norms.")

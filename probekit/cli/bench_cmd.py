@@ -7,6 +7,7 @@ EPILOG = """examples:
   probekit bench --quick                       # small configs, 3 seeds, all designs: ~2 min cold
   probekit bench --quick --out-dir results/    # resumable: rerun to continue a killed benchmark
   probekit bench --families grokking rare-drift --jobs 2
+  probekit bench --full --peers                # + the LLC (devinterp), needs pip install "probekit[peers]"
 
 Writes OUT_DIR/results.json (every cell), OUT_DIR/report.md (rows: design x size, columns:
 families; cells: median lead in records at a 5% false-alarm rate, detection rate, spread) and
@@ -25,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small configs, seeds 0-2, sizes 8 and 32 (the default)")
     mode.add_argument("--full", action="store_true", help="default configs, seeds 0-4, sizes 8-256, 7 signals x 4 rules (~25 min cold on 2 cores)")
+    p.add_argument("--peers", action="store_true",
+                   help="also score the peer signals: the local learning coefficient (devinterp SGLD at checkpoints "
+                        "every k records) and its change; needs pip install \"probekit[peers]\"")
     p.add_argument("--families", nargs="+", default=None, metavar="NAME", help="transition families (default: all six)")
     p.add_argument("--out-dir", default="probekit-bench", help="where the report goes (default: ./probekit-bench)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
@@ -55,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
                 raise ProbekitUsageError(f"argument --families: {name!r} is a null control; name its family "
                                          f"({TRANSITIONS.load(name).control_of}) and its null is used for false alarms.")
         grid = dataclasses.replace(grid, families=tuple(dict.fromkeys(args.families)))
+    if args.peers:
+        from probekit.eval.signals import PEER_SIGNALS
+
+        grid = dataclasses.replace(grid, peers=PEER_SIGNALS)
     if args.jobs < 1:
         raise ProbekitUsageError(f"argument --jobs: must be an int >= 1. Got {args.jobs} instead.")
     result = run_grid(grid, args.out_dir, jobs=args.jobs, cache_dir=args.cache_dir)

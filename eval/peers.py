@@ -1,0 +1,264 @@
+"""Peer signals in the benchmark: the LLC (devinterp) beside the 2RDM, scored the same way, with their costs.
+
+A peer cell is one (family, peer signal, alarm rule). Its signal lives on the
+checkpoint grid (every ``CHECKPOINT_EVERY[family]`` records: the LLC costs
+thousands of forward+backward passes per estimate, so it is estimated at
+~25 checkpoints per run, not at every record):
+
+- ``llc``: the LLC estimate itself (it rises as the model takes on structure);
+  a non-positive estimate (the chains found lower loss than at the checkpoint:
+  no local minimum there) is undefined (NaN) to the rules;
+- ``llc_dev``: |LLC - median of the previous ``LLC_DEV_WINDOW`` estimates|, a
+  direction-free change detector (a stage boundary shows as the curve bending
+  either way: the LLC of a grokking network can fall as it generalises).
+
+The alarm rules are the grid's, with their record-counted parameters put in
+checkpoints (:func:`checkpoint_rule`): persistence 1 (not 3 checkpoints: up to
+150 records of delay), the z-score baseline and the running minimum's memory
+divided by the stride (at least 8 and 4 checkpoints). Episodes, false-alarm
+rates and leads are the harness's own (``score_signals``); leads are reported
+in trajectory records, so they compare with every other signal.
+
+Costs (:func:`measure_costs`), per trajectory record, in examples through the
+model: the 2RDM on n probes is one forward pass over the n probes; the mean
+loss and the classical indicators on the same probes share that pass; the
+gradient norm is the training step's own (no extra pass); the LLC is
+chains x draws x batch forward+backward examples (plus the forward-only
+loss at w*) per checkpoint, divided by the checkpoint stride. Wall times are
+measured on the machine that runs the benchmark, one thread.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from probekit.eval.llc import LLCSeries, LLCSettings
+from probekit.eval.signals import PEER_SIGNALS
+
+__all__ = ["CALIBRATED_LR", "CHECKPOINT_EVERY", "PEER_SIGNALS", "base_settings", "checkpoint_rule",
+           "peer_signal", "settings_for"]
+
+LLC_DEV_WINDOW = 4
+
+# Record stride of the kept checkpoints, per preset: ~25 LLC estimates per run.
+CHECKPOINT_EVERY = {
+    "default": {"deep-linear": 48, "grokking": 16, "induction-heads": 8, "late-bias": 16, "misalignment": 16,
+                "rare-drift": 28},
+    "small": {"deep-linear": 12, "grokking": 5, "induction-heads": 4, "late-bias": 10, "misalignment": 8,
+              "rare-drift": 6},
+}
+
+# The SGLD step size per family, from benchmarks/calibrate_llc.py (devinterp's guidance: the
+# largest eps whose chains settle, stay finite and positive; docs/bench/llc_calibration.md).
+# 1e-2 for every family: the largest eps of the sweep, and devinterp's own bound (above it SGLD is
+# typically unstable). It passes at all three checkpoints for deep-linear, grokking, induction heads
+# and late bias; for misalignment and rare drift no eps passes anywhere (negative estimates: their
+# checkpoints are not local minima, the fine-tuning and the drifting stream keep the loss moving).
+CALIBRATED_LR: dict[str, float] = {"deep-linear": 1e-2, "grokking": 1e-2, "induction-heads": 1e-2,
+                                   "late-bias": 1e-2, "misalignment": 1e-2, "rare-drift": 1e-2}
+
+
+def base_settings() -> LLCSettings:
+    """The settings every family shares; the step size is calibrated per family."""
+    return LLCSettings(lr=1e-4, localization=100.0, batch_size=32, num_chains=4, num_draws=100)
+
+
+def family_of(name: str) -> str:
+    """A null control's family (its own name for a family)."""
+    from probekit.registry import TRANSITIONS
+
+    return TRANSITIONS.load(name).control_of or name
+
+
+def settings_for(family: str) -> LLCSettings:
+    import dataclasses
+
+    return dataclasses.replace(base_settings(), lr=CALIBRATED_LR.get(family, base_settings().lr))
+
+
+def checkpoint_every(name: str, preset: str) -> int:
+    """The checkpoint stride (records) of a family or null control under a preset."""
+    from probekit.errors import ProbekitUsageError
+
+    table = CHECKPOINT_EVERY.get(preset)
+    if table is None or family_of(name) not in table:
+        raise ProbekitUsageError(
+            f"no LLC checkpoint stride for {name!r} under preset {preset!r}; the peers run on presets "
+            f"{', '.join(sorted(CHECKPOINT_EVERY))}.")
+    return table[family_of(name)]
+
+
+def peer_signal(series: LLCSeries, statistic: str, window: int = LLC_DEV_WINDOW) -> np.ndarray:
+    """The peer signal on the checkpoint grid, one value per kept checkpoint (NaN where undefined)."""
+    x = np.asarray(series.llc, dtype=np.float64)
+    if statistic == "llc":
+        # A non-positive estimate is not an LLC: the chains found lower loss than at w* (it is not a
+        # local minimum, or the step is too large). The rules see it as undefined, not as a value.
+        return np.where(x > 0, x, np.nan)
+    if statistic == "llc_dev":
+        out = np.full(x.shape, np.nan)
+        for t in range(window, x.size):
+            out[t] = abs(x[t] - np.median(x[t - window:t]))
+        return out
+    raise ValueError(f"unknown peer signal {statistic!r}; the peers are {', '.join(PEER_SIGNALS)}")
+
+
+def checkpoint_rule(rule: Any, stride: int) -> Any:
+    """The grid's RuleSpec with its record-counted parameters put on a grid ``stride`` times coarser."""
+    from probekit.eval.bench import RuleSpec
+
+    params = dict(rule.params)
+    params["persistence"] = 1
+    if rule.name == "zscore":
+        params["baseline"] = max(8, int(params.get("baseline", 50)) // stride)
+    if params.get("memory") is not None:
+        params["memory"] = max(4, int(params["memory"]) // stride)
+    return RuleSpec(rule.name, tuple(sorted(params.items())))
+
+
+def llc_job(job: tuple) -> dict:
+    """Compute (or load) one trajectory's LLC series in a worker; never raises."""
+    name, preset, seed, cache_dir = job
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        from probekit.eval.llc import llc_series
+        from probekit.eval.runner import load_or_record
+
+        traj = load_or_record(name, preset, seed, cache_dir=cache_dir, progress=False,
+                              checkpoint_every=checkpoint_every(name, preset))
+        series = llc_series(traj, settings_for(family_of(name)))
+        traj.close()
+        return {"name": name, "seed": seed, "seconds": series.seconds, "error": None}
+    except Exception as exc:  # recorded in the cells that need it
+        return {"name": name, "seed": seed, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _forward_seconds(traj: Any, n: int, repeats: int = 20) -> float:
+    """Median wall time of one forward pass over n pool rows at the run's init checkpoint, one thread."""
+    import torch
+
+    from probekit.eval.llc import llc_data
+
+    data = llc_data(traj)
+    x = data.x[:n] if data.x.shape[0] >= n else data.x
+    model = traj.model("init")
+    times = []
+    with torch.no_grad():
+        model(x)  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * (n / x.shape[0])  # scaled when the rows are fewer than n
+
+
+def measure_costs(traj: Any, sizes: list[int], series: list[LLCSeries], settings: LLCSettings) -> dict:
+    """Per trajectory record: examples through the model and wall seconds, for each signal kind."""
+    from probekit.eval.signals import SignalSpec, compute_signal
+
+    out: dict[str, dict] = {}
+    pool = traj.losses.shape[1]
+    rng = np.random.default_rng(0)
+    for n in [*sizes, pool]:
+        n = min(n, pool)
+        fwd = _forward_seconds(traj, n)
+        losses = np.asarray(traj.losses[:, rng.choice(pool, n, replace=False)])
+        t0 = time.perf_counter()
+        compute_signal(SignalSpec("shc", window=32), losses)
+        rdm = (time.perf_counter() - t0) / losses.shape[0]
+        out[f"probes:{n}"] = {"forward_examples": n, "forward_backward_examples": 0,
+                              "seconds": fwd + rdm, "forward_seconds": fwd, "signal_seconds": rdm}
+    c = settings.cost()
+    k = series[0].stride if series else 1
+    per_ckpt = [s.seconds / max(len(s.records), 1) for s in series]
+    out["llc"] = {"forward_examples": c["forward_examples"] / k,
+                  "forward_backward_examples": c["forward_backward_examples"] / k,
+                  "seconds": float(np.median(per_ckpt)) / k if per_ckpt else None,
+                  "seconds_per_checkpoint": float(np.median(per_ckpt)) if per_ckpt else None,
+                  "checkpoint_every": k}
+    out["grad_norm"] = {"forward_examples": 0, "forward_backward_examples": 0, "seconds": 0.0}
+    return out
+
+
+def peer_job(job: tuple) -> list[dict]:
+    """The peer cells of one family: every peer signal under every rule, and the family's costs. Never raises."""
+    grid, family, cells, cache_dir = job
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    def failed(cell: dict, exc: Exception) -> dict:
+        return {**cell, "points": [], "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=5)}
+
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        from probekit.eval.bench import RuleSpec
+        from probekit.eval.design_score import RunSignal, score_signals
+        from probekit.eval.llc import llc_series
+        from probekit.eval.runner import load_or_record
+        from probekit.eval.signals import SignalSpec
+        from probekit.registry import TRANSITIONS
+
+        k = checkpoint_every(family, grid.preset)
+        settings = settings_for(family)
+        null_names = [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of == family]
+        trajs = [load_or_record(family, grid.preset, s, cache_dir=cache_dir, progress=False, checkpoint_every=k)
+                 for s in grid.seeds]
+        nulls = [load_or_record(n, grid.preset, s, cache_dir=cache_dir, progress=False, checkpoint_every=k)
+                 for n in null_names for s in grid.seeds]
+        series = {id(t): llc_series(t, settings) for t in trajs + nulls}
+        costs = measure_costs(trajs[0], list(grid.sizes), list(series.values()), settings)
+    except Exception as exc:
+        return [failed(c, exc) for c in cells]
+    out = []
+    for cell in cells:
+        try:
+            spec = SignalSpec(**cell["signal"])
+            stat = spec.statistic
+
+            def run(t: Any) -> RunSignal:
+                s = series[id(t)]
+                return RunSignal(t.name, t.seed, peer_signal(s, stat), np.asarray(s.steps), tuple(t.transitions))
+
+            rule = checkpoint_rule(RuleSpec.from_dict(cell["rule"]), k)
+            score = score_signals([run(t) for t in trajs], [run(t) for t in nulls], spec=spec, rule=rule.make(),
+                                  hit_fraction=grid.hit_fraction)
+            point = {"size": 0, "fidelity": None, **score.summary(), "episodes": score.episode_rows()}
+            out.append({**cell, "points": [point], "checkpoint_rule": rule.as_dict(), "costs": costs,
+                        "llc_seconds": [series[id(t)].seconds for t in trajs + nulls],
+                        "llc_source": series[id(trajs[0])].source, "error": None})
+        except Exception as exc:
+            out.append(failed(cell, exc))
+    for t in trajs + nulls:
+        t.close()
+    return out
+
+
+def peer_cells(grid: Any) -> list[dict]:
+    """The peer cells of a grid, per family: each peer signal under each rule."""
+    import dataclasses
+
+    from probekit.eval.signals import SignalSpec
+
+    out = []
+    for fam in grid.families:
+        settings = settings_for(fam)
+        for stat in grid.peers:
+            spec = SignalSpec(stat, window=LLC_DEV_WINDOW, stride=checkpoint_every(fam, grid.preset))
+            for rule in grid.rules:
+                out.append({"family": fam, "design": "peer", "signal": dataclasses.asdict(spec),
+                            "rule": rule.as_dict(), "llc": {**settings.as_dict(), "key": settings.key()}})
+    return out
+
+
+def lead_per_cost(lead: float | None, examples_per_record: float) -> float | None:
+    """Records of lead per thousand examples through the model per record (None without a lead)."""
+    if lead is None or examples_per_record <= 0:
+        return None
+    return lead / (examples_per_record / 1000.0) if math.isfinite(lead) else None

@@ -1,0 +1,206 @@
+"""Per-record checkpoints in the trajectory store, the peer signals and rules, and the missing-extra message.
+
+None of this needs devinterp: the default suite runs it. The LLC itself is
+tested in ``test_peers_llc.py`` (``-m peers``).
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from probekit.errors import ProbekitUsageError
+from probekit.eval.bench import BenchGrid, RuleSpec, _cell_name, run_grid
+from probekit.eval.llc import LLCSeries, LLCSettings, require_devinterp
+from probekit.eval.peers import checkpoint_every, checkpoint_rule, peer_signal
+from probekit.eval.runner import load_or_record
+
+
+def test_checkpoints_every_k_records_with_the_same_losses(tmp_path):
+    plain = load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False)
+    losses = np.array(plain.losses)
+    digest = plain.manifest["files"]["losses.npy"]
+    assert plain.checkpoint_every == 0 and plain.record_checkpoints() == {}
+    plain.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # recorded again: identical losses, so no warning
+        traj = load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False, checkpoint_every=50)
+    assert traj.checkpoint_every == 50
+    assert traj.manifest["files"]["losses.npy"] == digest
+    np.testing.assert_array_equal(np.array(traj.losses), losses)
+    kept = traj.record_checkpoints()
+    assert sorted(kept) == list(range(0, traj.losses.shape[0], 50))
+    steps = np.asarray(traj.steps)
+    for record, name in kept.items():
+        assert traj.checkpoints[name] == steps[record]
+    # the record-0 checkpoint is the initialisation, and a later one differs from it
+    init, first, later = traj.state_dict("init"), traj.state_dict(kept[0]), traj.state_dict(kept[100])
+    assert all(np.array_equal(init[k].numpy(), first[k].numpy()) for k in init)
+    assert not all(np.array_equal(init[k].numpy(), later[k].numpy()) for k in init)
+    # the pool losses at that record are the model's: 0.5 * |W2 W1 x - y|^2
+    model = traj.model(kept[100])
+    x = np.asarray(traj.pool.column("input").tolist(), dtype=np.float32)
+    y = np.asarray(traj.pool.column("target").tolist(), dtype=np.float32)
+    import torch
+
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(0.5 * ((pred - y) ** 2).sum(1), traj.losses[100], rtol=1e-4, atol=1e-6)
+    path = traj.path
+    traj.close()
+    # a multiple of the kept stride is served from the cache; another stride records again
+    again = load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False, checkpoint_every=100)
+    assert again.checkpoint_every == 50 and again.path == path
+    again.close()
+    other = load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False, checkpoint_every=30)
+    assert other.checkpoint_every == 30 and other.manifest["files"]["losses.npy"] == digest
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "10"])
+def test_checkpoint_every_must_be_a_non_negative_int(tmp_path, bad):
+    with pytest.raises(ProbekitUsageError, match="checkpoint_every must be an int >= 0"):
+        load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False, checkpoint_every=bad)
+    assert not any(tmp_path.iterdir())  # refused before any recording
+
+
+def _series(values):
+    n = len(values)
+    return LLCSeries(records=list(range(0, 4 * n, 4)), steps=list(range(0, 40 * n, 40)), llc=list(values),
+                     llc_std=[0.0] * n, below_init=[0.0] * n, flat=[0.0] * n, seconds=1.0, stride=4, settings={},
+                     source="test")
+
+
+def test_peer_signals():
+    s = _series([1.0, -0.5, 2.0, 2.0, 3.0, 10.0, 3.0])
+    llc = peer_signal(s, "llc")
+    np.testing.assert_array_equal(np.isnan(llc), [False, True, False, False, False, False, False])
+    assert llc[5] == 10.0
+    dev = peer_signal(s, "llc_dev", window=4)
+    assert np.isnan(dev[:4]).all()
+    assert dev[4] == pytest.approx(abs(3.0 - np.median([1.0, -0.5, 2.0, 2.0])))  # 3 - 1.5
+    assert dev[5] == pytest.approx(abs(10.0 - np.median([-0.5, 2.0, 2.0, 3.0])))  # 10 - 2
+    with pytest.raises(ValueError, match="unknown peer signal"):
+        peer_signal(s, "shc")
+
+
+def test_rules_count_checkpoints_on_the_coarse_grid():
+    z = checkpoint_rule(RuleSpec("zscore", (("transform", "log"),)), 16)
+    assert dict(z.params) == {"transform": "log", "persistence": 1, "baseline": 8}
+    assert dict(checkpoint_rule(RuleSpec("zscore"), 4).params)["baseline"] == 12
+    m = checkpoint_rule(RuleSpec("running-min", (("memory", 64),)), 8)
+    assert dict(m.params) == {"memory": 8, "persistence": 1}
+    assert dict(checkpoint_rule(RuleSpec("running-min"), 48).params) == {"persistence": 1}
+    m.make()._check()  # valid parameters for the rule
+
+
+def test_checkpoint_strides_per_preset():
+    assert checkpoint_every("grokking", "default") == checkpoint_every("grokking-null", "default") == 16
+    assert checkpoint_every("grokking", "small") == 5
+    with pytest.raises(ProbekitUsageError, match="no LLC checkpoint stride"):
+        checkpoint_every("grokking", "tiny")
+
+
+def test_llc_cost_accounting():
+    s = LLCSettings(lr=1e-4, batch_size=32, num_chains=4, num_draws=100, num_burnin_steps=20,
+                    num_init_loss_batches=4)
+    assert s.cost() == {"forward_backward_examples": 4 * 120 * 32, "forward_examples": 4 * 4 * 32}
+    assert s.n_beta == pytest.approx(32 / np.log(32))
+    per = _series([1.0, 2.0]).per_record_cost(s)
+    assert per["forward_backward_examples"] == 4 * 120 * 32 / 4 and per["seconds"] == pytest.approx(1.0 / 2 / 4)
+    with pytest.raises(ProbekitUsageError, match="'num_chains' field of LLCSettings"):
+        LLCSettings(lr=1e-4, num_chains=0).check()
+    with pytest.raises(ProbekitUsageError, match="'lr' field of LLCSettings"):
+        LLCSettings(lr=0.0).check()
+
+
+def test_peers_leave_the_grid_key_and_other_cells_alone():
+    grid = BenchGrid(families=("deep-linear",), seeds=(0,), sizes=(8,))
+    with_peers = BenchGrid(families=("deep-linear",), seeds=(0,), sizes=(8,), peers=("llc", "llc_dev"))
+    assert grid.key() == with_peers.key()
+    peer = [c for c in with_peers.cells() if c["design"] == "peer"]
+    assert with_peers.cells()[:len(grid.cells())] == grid.cells()
+    assert len(peer) == 2 * len(grid.rules)
+    assert all(c["signal"]["stride"] == 12 for c in peer)  # the small preset's deep-linear stride
+    names = {_cell_name(c) for c in peer}
+    assert len(names) == len(peer)
+    assert all(n.endswith(f"llc-{peer[0]['llc']['key']}") for n in names)
+    with pytest.raises(ProbekitUsageError, match="'peers' field of BenchGrid"):
+        BenchGrid(families=("deep-linear",), peers=("lcc",)).check()
+
+
+def test_a_missing_devinterp_is_one_clear_error_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "devinterp", None)  # import devinterp -> ImportError
+    monkeypatch.setitem(sys.modules, "devinterp.slt", None)
+    monkeypatch.setitem(sys.modules, "devinterp.slt.llc", None)
+    with pytest.raises(ProbekitUsageError, match=r'pip install "probekit\[peers\]"'):
+        require_devinterp()
+    grid = BenchGrid(families=("deep-linear",), seeds=(0,), sizes=(8,), peers=("llc",))
+    with pytest.raises(ProbekitUsageError, match=r"probekit\[peers\]"):
+        run_grid(grid, tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+# -- the report's peer section, on synthetic cells ------------------------------------------
+def _point(frac, auc, size=0, leads=(4, None)):
+    hits = [v for v in leads if v is not None]
+    return {"size": size, "auc": auc, "episodes": [{"seed": i, "run": "x", "transition": "t", "outcome": "hit",
+                                                    "lead": None, "time_to_onset": 10} for i in range(len(leads))],
+            "at_far_5pct": {"mean_lead_fraction": frac, "detection": len(hits) / len(leads),
+                            "median_lead": float(np.median(hits)) if hits else None, "leads": list(leads),
+                            "threshold": 1.0},
+            "at_far_5pct_by_seed": [{"seed": i, "median_lead": v} for i, v in enumerate(leads)]}
+
+
+def _cell(fam, design, stat, points, **extra):
+    return {"family": fam, "design": design, "error": None, "points": points,
+            "signal": {"statistic": stat, "window": 16, "stride": 4 if design == "peer" else 1, "detrend": "none"},
+            "rule": {"name": "running-min", "params": {}}, **extra}
+
+
+def _synthetic(tmp_path):
+    from probekit.eval.bench import GridResult
+
+    costs = {"probes:8": {"forward_examples": 8, "forward_backward_examples": 0, "seconds": 1e-4},
+             "probes:64": {"forward_examples": 64, "forward_backward_examples": 0, "seconds": 2e-4},
+             "llc": {"forward_examples": 1024.0, "forward_backward_examples": 3200.0, "seconds": 0.5},
+             "grad_norm": {"forward_examples": 0, "forward_backward_examples": 0, "seconds": 0.0}}
+    llc = {**LLCSettings(lr=1e-2).as_dict(), "key": "k"}
+    cells = []
+    # family a: cluster 8 is best on a; random 8 is the better pick by area on b (what a's LOFO row uses)
+    for fam, (r_auc, c_auc), peer_frac in (("a", (0.2, 0.9), 0.1), ("b", (0.8, 0.1), 0.7)):
+        cells.append(_cell(fam, "random", "shc", [_point(0.2, r_auc, size=8)]))
+        cells.append(_cell(fam, "cluster", "shc", [_point(0.5 if fam == "a" else 0.1, c_auc, size=8)]))
+        cells.append(_cell(fam, "scalar", "mean_var", [_point(0.0, 0.0, leads=(None, None))]))
+        cells.append(_cell(fam, "peer", "llc_dev", [_point(peer_frac, 0.3, leads=(8, 12))], costs=costs, llc=llc,
+                           checkpoint_rule={"name": "running-min", "params": {"persistence": 1}}))
+    grid = BenchGrid(families=("a", "b"), peers=("llc_dev",))
+    return GridResult(grid, cells)
+
+
+def test_peer_rows_verdicts_and_figure(tmp_path):
+    from probekit.eval.peer_report import peer_figures, peer_rows, render_peers
+
+    result = _synthetic(tmp_path)
+    rows = {r["name"]: r for r in peer_rows(result.cells, "a")}
+    assert rows["2RDM, best design"]["cell"]["design"] == "cluster"
+    assert rows["2RDM, chosen on the other families"]["cell"]["design"] == "random"  # the better area on b
+    assert rows["2RDM, random probes"]["cost"]["forward_examples"] == 8
+    assert rows["rolling variance"]["cost"]["forward_examples"] == 64  # the full pool: the largest measured
+    assert rows["LLC change"]["cost"]["forward_backward_examples"] == 3200.0
+    text = "\n".join(render_peers(result))
+    assert "| LLC change | 10 (100%, seeds 8-12) | 10% | 1,024 + 3,200 fwd+bwd | 500.00 |" in text
+    assert "- **a**: the 2RDM warns earliest (50% of the time to onset" in text
+    assert "- **b**: a peer wins: LLC change warns earlier (70% of the time to onset against the 2RDM's 20%)" in text
+    assert "| rolling variance | no warning | 0% |" in text
+    paths = peer_figures(result, tmp_path)
+    assert [p.name for p in paths] == ["peers-a.png", "peers-b.png"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_no_peer_section_without_peer_cells(tmp_path):
+    from probekit.eval.peer_report import peer_figures, render_peers
+
+    result = _synthetic(tmp_path)
+    result.cells = [c for c in result.cells if c["design"] != "peer"]
+    assert render_peers(result) == [] and peer_figures(result, tmp_path) == []
