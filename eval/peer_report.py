@@ -131,6 +131,19 @@ def _lead_text(p: dict) -> str:
     return f"{a['median_lead']:.0f} ({a['detection']:.0%}{spread})"
 
 
+def _passes_text(row: dict) -> str:
+    """Model passes per trajectory record: one batched forward over the probes, or the LLC's SGLD batches."""
+    cell = row["cell"]
+    if row["name"] == "gradient norm":
+        return "0 (the training step's)"
+    if cell["design"] != "peer":
+        return "1 fwd"
+    s, k = cell["llc"], cell["signal"]["stride"]
+    fwd = s["num_chains"] * s["num_init_loss_batches"] / k
+    fb = s["num_chains"] * (s["num_draws"] + s["num_burnin_steps"]) / k
+    return f"{fwd:.1f} fwd + {fb:.1f} fwd+bwd, batch {s['batch_size']}"
+
+
 def _cost_text(cost: dict | None) -> tuple[str, str]:
     if cost is None:
         return "", ""
@@ -175,13 +188,14 @@ def render_peers(result: Any) -> list[str]:
         if not rows:
             continue
         lines += ["", f"### {fam}", "",
-                  "| signal | lead at 5% FAR | mean lead fraction | examples / record | ms / record | configuration |",
-                  "|---|---|---|---|---|---|"]
+                  "| signal | lead at 5% FAR | mean lead fraction | passes / record | examples / record | ms / record "
+                  "| configuration |",
+                  "|---|---|---|---|---|---|---|"]
         for r in rows:
             ex, ms = _cost_text(r["cost"])
             note = f" ({r['cost_note']})" if r["cost_note"] else ""
-            lines.append(f"| {r['name']} | {_lead_text(r['point'])} | {_frac(r['point']):.0%} | {ex}{note} | {ms} | "
-                         f"{_config(r['cell'], r['point'])} |")
+            lines.append(f"| {r['name']} | {_lead_text(r['point'])} | {_frac(r['point']):.0%} | {_passes_text(r)} | "
+                         f"{ex}{note} | {ms} | {_config(r['cell'], r['point'])} |")
         verdicts.append(_verdict(fam, rows))
     lines += ["", "Where a peer wins:", ""] + verdicts
     return lines

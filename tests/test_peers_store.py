@@ -190,7 +190,10 @@ def test_peer_rows_verdicts_and_figure(tmp_path):
     assert rows["rolling variance"]["cost"]["forward_examples"] == 64  # the full pool: the largest measured
     assert rows["LLC change"]["cost"]["forward_backward_examples"] == 3200.0
     text = "\n".join(render_peers(result))
-    assert "| LLC change | 10 (100%, seeds 8-12) | 10% | 1,024 + 3,200 fwd+bwd | 500.00 |" in text
+    stride = 4  # the synthetic peer cells' checkpoint stride; 4 chains x 100 draws, 32 init batches
+    assert (f"| LLC change | 10 (100%, seeds 8-12) | 10% | {4 * 32 / stride:.1f} fwd + {4 * 100 / stride:.1f} fwd+bwd, "
+            "batch 32 | 1,024 + 3,200 fwd+bwd | 500.00 |") in text
+    assert "| 2RDM, random probes | 4 (50%) | 20% | 1 fwd | 8 |" in text
     assert "- **a**: the 2RDM warns earliest (50% of the time to onset" in text
     assert "- **b**: a peer wins: LLC change warns earlier (70% of the time to onset against the 2RDM's 20%)" in text
     assert "| rolling variance | no warning | 0% |" in text
