@@ -178,7 +178,8 @@ def render_peers(result: Any) -> list[str]:
                  f"{first['num_draws']} draws, batch {first['batch_size']}, localization gamma {first['localization']:g}, "
                  f"n_beta = B / log B = {first['n_beta']:.2f} (devinterp's default_nbeta); the step size eps per family "
                  "from `benchmarks/calibrate_llc.py` (devinterp's guidance: the largest eps whose chains stay finite, "
-                 "positive and settled, at a quarter, half and the end of seed 0's run): "
+                 "positive and settled, at a quarter, half and the end of seed 0's run; probekit's own run and what "
+                 "it found are in its docs/bench/llc_calibration.md): "
                  + ", ".join(f"{fam} {s['lr']:g}" for fam, s in settings.items())
                  + ". The alarm rules count checkpoints, not records: persistence 1, z-score baseline 50/k (>= 8), "
                    "running-min memory 64/k (>= 4).")
@@ -201,7 +202,21 @@ def render_peers(result: Any) -> list[str]:
     return lines
 
 
+def _median_lead(r: dict) -> str:
+    a = r["point"]["at_far_5pct"]
+    return "no warning" if not a["detection"] else f"median lead {a['median_lead']:.0f} records at {a['detection']:.0%}"
+
+
+def _cost_ratio(r: dict, ref: dict) -> str:
+    """The wall-time cost per record of row r as a multiple of the reference row's ('' when unknown)."""
+    a, b = (r["cost"] or {}).get("seconds"), (ref["cost"] or {}).get("seconds")
+    if not a or not b:
+        return ""
+    return f", at {a / b:,.0f}x its wall time per record" if a >= b else f", at 1/{b / a:,.0f} of its wall time per record"
+
+
 def _verdict(fam: str, rows: list[dict]) -> str:
+    """One plain sentence: does a peer warn earlier than the 2RDM (by mean lead fraction at 5% FAR), at what cost."""
     by = {r["name"]: r for r in rows}
     rdm = by.get("2RDM, best design")
     peers = [r for r in rows if not r["name"].startswith("2RDM")]
@@ -209,15 +224,22 @@ def _verdict(fam: str, rows: list[dict]) -> str:
         return f"- **{fam}**: nothing to compare."
     best_peer = max(peers, key=lambda r: _frac(r["point"]))
     a, b = _frac(rdm["point"]), _frac(best_peer["point"])
-    if b > a:
-        return (f"- **{fam}**: a peer wins: {best_peer['name']} warns earlier ({b:.0%} of the time to onset against "
-                f"the 2RDM's {a:.0%}).")
-    if a == 0:
+    if a == 0 and b == 0:
         return f"- **{fam}**: no signal warns at a 5% false-alarm rate."
     llc = [r for r in peers if r["name"].startswith("LLC")]
-    llc_text = "" if not llc else f"; the LLC's best: {max(_frac(r['point']) for r in llc):.0%}"
-    return (f"- **{fam}**: the 2RDM warns earliest ({a:.0%} of the time to onset; the best peer, "
-            f"{best_peer['name']}: {b:.0%}{llc_text}).")
+    best_llc = max(llc, key=lambda r: _frac(r["point"])) if llc else None
+    if b > a:
+        text = (f"- **{fam}**: a peer wins: {best_peer['name']}, mean lead fraction {b:.0%} ({_median_lead(best_peer)}) "
+                f"against the 2RDM's best {a:.0%} ({_median_lead(rdm)})"
+                + (_cost_ratio(best_peer, rdm) if best_peer["cell"]["design"] == "peer" else
+                   ", on the full pool (on the 2RDM's probes it shares their forward pass)") + ".")
+    else:
+        text = (f"- **{fam}**: the 2RDM warns earliest: mean lead fraction {a:.0%} ({_median_lead(rdm)}); the best peer, "
+                f"{best_peer['name']}: {b:.0%}.")
+    if best_llc is not None and best_llc is not best_peer:
+        text += (f" The LLC's best ({best_llc['name']}): {_frac(best_llc['point']):.0%}"
+                 f"{_cost_ratio(best_llc, rdm)}.")
+    return text
 
 
 def peer_figures(result: Any, out_dir: str | os.PathLike) -> list[Path]:

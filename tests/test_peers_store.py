@@ -194,8 +194,9 @@ def test_peer_rows_verdicts_and_figure(tmp_path):
     assert (f"| LLC change | 10 (100%, seeds 8-12) | 10% | {4 * 32 / stride:.1f} fwd + {4 * 100 / stride:.1f} fwd+bwd, "
             "batch 32 | 1,024 + 3,200 fwd+bwd | 500.00 |") in text
     assert "| 2RDM, random probes | 4 (50%) | 20% | 1 fwd | 8 |" in text
-    assert "- **a**: the 2RDM warns earliest (50% of the time to onset" in text
-    assert "- **b**: a peer wins: LLC change warns earlier (70% of the time to onset against the 2RDM's 20%)" in text
+    assert "- **a**: the 2RDM warns earliest: mean lead fraction 50% (median lead 4 records at 50%)" in text
+    assert ("- **b**: a peer wins: LLC change, mean lead fraction 70% (median lead 10 records at 100%) against the "
+            "2RDM's best 20% (median lead 4 records at 50%), at 5,000x its wall time per record.") in text
     assert "| rolling variance | no warning | 0% |" in text
     paths = peer_figures(result, tmp_path)
     assert [p.name for p in paths] == ["peers-a.png", "peers-b.png"] and all(p.stat().st_size > 0 for p in paths)
