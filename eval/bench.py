@@ -318,9 +318,12 @@ def _llc_series(grid: BenchGrid, names: list[str], jobs: int, cache: str | None,
                 llc_job(job)
                 bar.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                for _ in pool.map(llc_job, work):
-                    bar.update(1)
+            try:
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+                    for _ in pool.map(llc_job, work):
+                        bar.update(1)
+            except BrokenProcessPool:  # a worker died: the peer jobs compute what is missing, or record why not
+                pass
     finally:
         bar.close()
 

@@ -13,10 +13,15 @@ every k records (``load_or_record(checkpoint_every=k)``) with devinterp's own
 alarm rules and scoring as every other signal (``probekit.eval.peers``).
 
 What the chains sample: the family's own per-sample loss on its pool's
-training rows (``split == "train"``; families whose pool holds no training
-rows, whose data are drawn online, use the whole pool, drawn from the
-training distribution), over the parameters the family trains (all of them,
-or the adapters of the misalignment toy). devinterp's ``llc()`` is written
+training rows (``split == "train"``), over the parameters the family trains
+(all of them, or the adapters of the misalignment toy). Families whose pool
+holds no training rows use the whole pool: for deep-linear and induction heads
+that is drawn from the training distribution; for rare drift it is half the
+initial stream and half the shifted one, and for the misalignment toy it keeps
+the original answers that fine-tuning flips. There the LLC is taken on a loss
+the run is not minimising, one reason its estimates come out negative
+(``docs/bench/llc_calibration.md``); a family that exposed its current training
+data would fix that. devinterp's ``llc()`` is written
 for language models (an ``input_ids`` column, a per-token loss); a row index
 stands in for the token ids and the loss hook looks the row up, which is how
 devinterp's own calibration example passes a non-LM loss (``loss_fn``).
@@ -44,7 +49,7 @@ from probekit.errors import ProbekitUsageError
 
 __all__ = ["LLCSeries", "LLCSettings", "estimate_llc", "llc_series", "require_devinterp"]
 
-DEVINTERP_VERSION = "2.0.1"
+DEVINTERP_VERSION = "2.0.1"  # the version the [peers] extra pins
 MIN_TRAIN_ROWS = 64  # fewer training rows in the pool than this: use the whole pool
 
 
@@ -58,6 +63,16 @@ def require_devinterp() -> Any:
             f"(devinterp {DEVINTERP_VERSION}). ({exc})"
         ) from exc
     return llc
+
+
+def devinterp_version() -> str:
+    """The installed devinterp's version (part of an LLC cache key: another sampler, another estimate)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("devinterp")
+    except PackageNotFoundError:
+        return "not installed"
 
 
 @dataclass(frozen=True)
@@ -76,16 +91,21 @@ class LLCSettings:
     init_seed: int = 100
 
     def check(self) -> None:
-        for name in ("batch_size", "num_chains", "num_draws", "num_init_loss_batches"):
+        for name, low in (("batch_size", 1), ("num_chains", 1), ("num_draws", 1), ("num_init_loss_batches", 1),
+                          ("num_burnin_steps", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ProbekitUsageError(f"The {name!r} field of LLCSettings must be an int >= 1. Got {value!r} instead.")
-        for name in ("lr", "localization"):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ProbekitUsageError(
+                    f"The {name!r} field of LLCSettings must be an int >= {low}. Got {value!r} instead.")
+        for name, positive in (("lr", True), ("localization", False), ("nbeta", True)):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+            if name == "nbeta" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+                    or value < 0 or (positive and value == 0):
                 raise ProbekitUsageError(
                     f"The {name!r} field of LLCSettings must be a finite number "
-                    f"{'> 0' if name == 'lr' else '>= 0'}. Got {value!r} instead.")
+                    f"{'> 0' if positive else '>= 0'}{' or None' if name == 'nbeta' else ''}. Got {value!r} instead.")
 
     @property
     def n_beta(self) -> float:
@@ -104,10 +124,10 @@ class LLCSettings:
                 "forward_examples": self.num_chains * self.num_init_loss_batches * self.batch_size}
 
     def as_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "n_beta": self.n_beta}
+        return {**dataclasses.asdict(self), "n_beta": self.n_beta, "devinterp": devinterp_version()}
 
     def key(self) -> str:
-        text = json.dumps({**dataclasses.asdict(self), "devinterp": DEVINTERP_VERSION}, sort_keys=True)
+        text = json.dumps({**dataclasses.asdict(self), "devinterp": devinterp_version()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def label(self) -> str:
@@ -239,42 +259,39 @@ class LLCSeries:
     settings: dict
     source: str
 
-    def per_record_cost(self, settings: LLCSettings) -> dict:
-        """Examples through the model per trajectory record (an estimate every ``stride`` records)."""
-        c = settings.cost()
-        n = max(len(self.records), 1)
-        return {"forward_backward_examples": c["forward_backward_examples"] / self.stride,
-                "forward_examples": c["forward_examples"] / self.stride,
-                "seconds": self.seconds / n / self.stride}
-
 
 def _series_path(traj: Any, settings: LLCSettings) -> Path:
     # beside the trajectory directory, not in it: the trajectory verifies its own file list
     return traj.path.parent / f"{traj.path.name}.peers" / f"llc-{settings.key()}.json"
 
 
-def llc_series(traj: Any, settings: LLCSettings, *, cache: bool = True) -> LLCSeries:
-    """The LLC at each checkpoint the trajectory keeps every k records (cached beside the trajectory).
+def llc_series(traj: Any, settings: LLCSettings, *, stride: int | None = None, cache: bool = True) -> LLCSeries:
+    """The LLC every ``stride`` records (default: at every checkpoint the trajectory keeps), cached beside it.
 
-    The cache file names the settings' hash and holds the trajectory's content
-    hash, so new settings or a re-recorded trajectory compute it again.
+    ``stride`` must be a multiple of the trajectory's checkpoint stride (a store
+    that kept more checkpoints serves a coarser series). The cache file names
+    the settings' hash (devinterp's version included) and holds the trajectory's
+    content hash and the stride: another of any of them computes it again.
     """
     import torch
 
-    kept = traj.record_checkpoints()
-    if not kept:
+    have = traj.checkpoint_every
+    stride = have if stride is None else stride
+    kept = {r: name for r, name in traj.record_checkpoints().items() if have and r % stride == 0}
+    expected = range(0, traj.manifest["n_records"], stride) if have and stride % have == 0 else ()
+    if not kept or sorted(kept) != list(expected):
         raise ProbekitUsageError(
-            f"{traj.name} seed {traj.seed} keeps no per-record checkpoints; record it with "
-            "load_or_record(..., checkpoint_every=k) for the LLC signal.")
+            f"{traj.name} seed {traj.seed} keeps checkpoints every {have or 'no'} records, not at every "
+            f"{stride}-th record: record it with load_or_record(..., checkpoint_every={stride}) for the LLC signal.")
     path = _series_path(traj, settings)
     content = traj.manifest["content_hash"]
     if cache and path.is_file():
         try:
             stored = json.loads(path.read_text())
-            if stored.get("trajectory") == content:
+            if stored.get("trajectory") == content and stored["series"]["stride"] == stride:
                 return LLCSeries(**stored["series"])
-        except (OSError, ValueError, TypeError):
-            pass  # unreadable: compute again
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # unreadable or another stride: compute again
     data = llc_data(traj)
     steps = np.asarray(traj.steps)
     rows: dict[str, list] = {"llc": [], "llc_std": [], "below_init": [], "flat": []}
@@ -290,7 +307,7 @@ def llc_series(traj: Any, settings: LLCSettings, *, cache: bool = True) -> LLCSe
     finally:
         torch.set_num_threads(threads)
     series = LLCSeries(records=sorted(kept), steps=[int(steps[r]) for r in sorted(kept)], seconds=seconds,
-                       stride=traj.checkpoint_every, settings=settings.as_dict(), source=data.source, **rows)
+                       stride=stride, settings=settings.as_dict(), source=data.source, **rows)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as tmp:

@@ -174,15 +174,20 @@ def render_peers(result: Any) -> list[str]:
              "forward+backward examples per checkpoint, divided by the checkpoint stride. Figures: "
              "`figures/peers-<family>.png`.", ""]
     first = next(iter(settings.values()))
-    lines.append(f"LLC: devinterp {first.get('devinterp', '2.0.1')} `llc()` (SGLD), {first['num_chains']} chains x "
+    failed = [fam for fam, st in settings.items() if st.get("calibrated") is False]
+    lines.append(f"LLC: devinterp {first.get('devinterp', '?')} `llc()` (SGLD), {first['num_chains']} chains x "
                  f"{first['num_draws']} draws, batch {first['batch_size']}, localization gamma {first['localization']:g}, "
                  f"n_beta = B / log B = {first['n_beta']:.2f} (devinterp's default_nbeta); the step size eps per family "
                  "from `benchmarks/calibrate_llc.py` (devinterp's guidance: the largest eps whose chains stay finite, "
                  "positive and settled, at a quarter, half and the end of seed 0's run; probekit's own run and what "
                  "it found are in its docs/bench/llc_calibration.md): "
-                 + ", ".join(f"{fam} {s['lr']:g}" for fam, s in settings.items())
-                 + ". The alarm rules count checkpoints, not records: persistence 1, z-score baseline 50/k (>= 8), "
-                   "running-min memory 64/k (>= 4).")
+                 + ", ".join(f"{fam} {s['lr']:g}" for fam, s in settings.items()) + "."
+                 + (f" For {' and '.join(failed)} no eps passed (negative estimates: the chains find lower loss than "
+                    "the checkpoint), so the largest was kept." if failed else "")
+                 + " The alarm rules count checkpoints, not records: persistence 1, z-score baseline 50/k (>= 8), "
+                   "running-min memory 64/k (>= 4). Each onset is put at the last checkpoint at or before it (an "
+                   "alarm after the onset is late), and leads are counted in records from the alarm to the true "
+                   "onset.")
     verdicts = []
     for fam in result.grid.families:
         rows = peer_rows(cells, fam)
@@ -233,6 +238,10 @@ def _verdict(fam: str, rows: list[dict]) -> str:
                 f"against the 2RDM's best {a:.0%} ({_median_lead(rdm)})"
                 + (_cost_ratio(best_peer, rdm) if best_peer["cell"]["design"] == "peer" else
                    ", on the full pool (on the 2RDM's probes it shares their forward pass)") + ".")
+    elif round(b, 2) == round(a, 2):
+        text = (f"- **{fam}**: a tie: the 2RDM's best and {best_peer['name']} both reach a mean lead fraction of "
+                f"{a:.0%} ({_median_lead(rdm)} against {_median_lead(best_peer)}"
+                + (_cost_ratio(best_peer, rdm) if best_peer["cell"]["design"] == "peer" else "") + ").")
     else:
         text = (f"- **{fam}**: the 2RDM warns earliest: mean lead fraction {a:.0%} ({_median_lead(rdm)}); the best peer, "
                 f"{best_peer['name']}: {b:.0%}.")

@@ -15,9 +15,11 @@ thousands of forward+backward passes per estimate, so it is estimated at
 The alarm rules are the grid's, with their record-counted parameters put in
 checkpoints (:func:`checkpoint_rule`): persistence 1 (not 3 checkpoints: up to
 150 records of delay), the z-score baseline and the running minimum's memory
-divided by the stride (at least 8 and 4 checkpoints). Episodes, false-alarm
-rates and leads are the harness's own (``score_signals``); leads are reported
-in trajectory records, so they compare with every other signal.
+divided by the stride (at least 8 and 4 checkpoints). Episodes and false-alarm
+rates are the harness's own (``score_signals``), with each onset put at the
+last checkpoint at or before it; leads and times to onset are counted in
+trajectory records up to the true onset (:func:`score_on_checkpoints`), so
+they compare with every other signal, exactly.
 
 Costs (:func:`measure_costs`), per trajectory record, in examples through the
 model: the 2RDM on n probes is one forward pass over the n probes; the mean
@@ -29,7 +31,6 @@ measured on the machine that runs the benchmark, one thread.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 import traceback
@@ -41,7 +42,7 @@ from probekit.eval.llc import LLCSeries, LLCSettings
 from probekit.eval.signals import PEER_SIGNALS
 
 __all__ = ["CALIBRATED_LR", "CHECKPOINT_EVERY", "PEER_SIGNALS", "base_settings", "checkpoint_rule",
-           "peer_signal", "settings_for"]
+           "peer_signal", "settings_for", "score_on_checkpoints"]
 
 LLC_DEV_WINDOW = 4
 
@@ -61,6 +62,7 @@ CHECKPOINT_EVERY = {
 # checkpoints are not local minima, the fine-tuning and the drifting stream keep the loss moving).
 CALIBRATED_LR: dict[str, float] = {"deep-linear": 1e-2, "grokking": 1e-2, "induction-heads": 1e-2,
                                    "late-bias": 1e-2, "misalignment": 1e-2, "rare-drift": 1e-2}
+CALIBRATION_FAILED = frozenset({"misalignment", "rare-drift"})  # no eps passed: the fallback is the largest
 
 
 def base_settings() -> LLCSettings:
@@ -121,6 +123,92 @@ def checkpoint_rule(rule: Any, stride: int) -> Any:
     return RuleSpec(rule.name, tuple(sorted(params.items())))
 
 
+def _grid_episodes(traj: Any, k: int, n_grid: int, hit_fraction: float) -> list[tuple[Any, int, int]]:
+    """The run's episodes as the harness defines them in records, placed on the grid of every k-th record.
+
+    Returns (episode on the grid, onset record, time to onset in records) per episode. The
+    quiet period, hit window and late window are the record-grid episode's own (start at the
+    previous midpoint, the hit window the last ``hit_fraction`` of the time to onset), each
+    holding the checkpoints inside it: the onset goes to the last checkpoint at or before it,
+    the window's start to the first checkpoint at or after it. A hit window with no
+    checkpoint in it cannot be hit: the signal is too coarse for that episode.
+    """
+    import math
+
+    from probekit.eval.scoring import Episode
+
+    index = {int(step): i for i, step in enumerate(np.asarray(traj.steps))}
+    last = int(np.asarray(traj.steps).size - 1)
+    out = []
+    previous_mid = 0
+    for t in sorted((t for t in traj.transitions if t.onset_step is not None), key=lambda t: t.onset_step):
+        onset = index[int(t.onset_step)]
+        mid = index[int(t.midpoint_step)] if t.midpoint_step is not None else last
+        start = previous_mid
+        if onset > start:
+            window = onset - max(1, math.ceil(hit_fraction * (onset - start)))
+            g_onset = onset // k
+            g_start = min(-(-start // k), g_onset)
+            g_window = max(g_start, -(-max(window, start) // k))  # may pass g_onset: no checkpoint to hit
+            g_mid = min(max(mid // k, g_onset), n_grid - 1)
+            out.append((Episode(t.name, g_start, g_window, g_onset, g_mid), onset, onset - start))
+        previous_mid = max(previous_mid, mid)
+    return out
+
+
+def score_on_checkpoints(trajs: list, nulls: list, signals: dict, k: int, *, spec: Any, rule: Any,
+                         hit_fraction: float) -> Any:
+    """Score signals that live on every k-th record, with the record grid's episodes and exact leads.
+
+    The harness's own episodes are defined in records; on a grid k times coarser
+    their boundaries fall between checkpoints, and rounding them to the grid
+    would give a coarse signal a hit window of at least one checkpoint (more than
+    the record grid's half of a short episode) and credit alarms after the onset.
+    So each episode keeps its record boundaries (:func:`_grid_episodes`), and a
+    hit's lead is counted in records from the alarm's checkpoint to the true onset
+    record, its time to onset as on the record grid. ``signals`` maps
+    id(trajectory) -> (signal on the grid, grid steps).
+    """
+    import dataclasses
+
+    from probekit.eval.design_score import DesignScore
+    from probekit.eval.scoring import Curve, score_episode, sweep
+
+    class RecordScore(DesignScore):  # leads are already in trajectory records
+        @property
+        def unit(self) -> int:
+            return 1
+
+    out = RecordScore(spec, rule, curve=None)  # type: ignore[arg-type]
+    pairs, onsets, ttos = [], [], []
+    for t in trajs:
+        signal = signals[id(t)][0]
+        ps, alarms = rule.persistent_scores(signal), rule.alarms(signal)
+        for ep, onset, tto in _grid_episodes(t, k, len(signal), hit_fraction):
+            pairs.append((ps, ep))
+            e = score_episode(alarms, ep)
+            lead = None if e.lead is None else onset - e.alarm * k
+            out.episodes.append((t.name, t.seed, dataclasses.replace(
+                e, lead=lead, lead_fraction=None if lead is None else lead / max(tto, 1))))
+            onsets.append(onset)
+            ttos.append(tto)
+    for t in nulls:
+        signal = signals[id(t)][0]
+        out.null_false_alarms.append((t.name, t.seed, len(rule.alarms(signal))))
+    c = sweep(pairs, [rule.persistent_scores(signals[id(t)][0]) for t in nulls])
+    g_onset = np.asarray([ep.onset for _, ep in pairs], dtype=np.int64)[:, None]
+    onset = np.asarray(onsets, dtype=np.int64)[:, None]
+    tto = np.asarray(ttos, dtype=np.int64)[:, None]
+    hits = c.episode_leads >= 0
+    leads = np.where(hits, onset - (g_onset - c.episode_leads) * k, -1)  # alarm checkpoint -> true onset
+    n = max(len(pairs), 1)
+    mean = np.where(hits, leads / np.maximum(tto, 1), 0.0).sum(axis=0) / n
+    med = np.array([np.median(leads[hits[:, j], j]) if hits[:, j].any() else np.nan for j in range(leads.shape[1])])
+    out.curve = Curve(c.thresholds, c.far, c.detection, mean, med, c.n_quiet, c.n_episodes, leads)
+    out.time_to_onset = [int(v) for v in ttos]
+    return out
+
+
 def llc_job(job: tuple) -> dict:
     """Compute (or load) one trajectory's LLC series in a worker; never raises."""
     name, preset, seed, cache_dir = job
@@ -129,10 +217,12 @@ def llc_job(job: tuple) -> dict:
         from probekit.eval.llc import llc_series
         from probekit.eval.runner import load_or_record
 
-        traj = load_or_record(name, preset, seed, cache_dir=cache_dir, progress=False,
-                              checkpoint_every=checkpoint_every(name, preset))
-        series = llc_series(traj, settings_for(family_of(name)))
-        traj.close()
+        k = checkpoint_every(name, preset)
+        traj = load_or_record(name, preset, seed, cache_dir=cache_dir, progress=False, checkpoint_every=k)
+        try:
+            series = llc_series(traj, settings_for(family_of(name)), stride=k)
+        finally:
+            traj.close()
         return {"name": name, "seed": seed, "seconds": series.seconds, "error": None}
     except Exception as exc:  # recorded in the cells that need it
         return {"name": name, "seed": seed, "error": f"{type(exc).__name__}: {exc}"}
@@ -194,12 +284,13 @@ def peer_job(job: tuple) -> list[dict]:
         return {**cell, "points": [], "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=5)}
 
+    trajs: list = []
+    nulls: list = []
     try:
         import torch
 
         torch.set_num_threads(1)
         from probekit.eval.bench import RuleSpec
-        from probekit.eval.design_score import RunSignal, score_signals
         from probekit.eval.llc import llc_series
         from probekit.eval.runner import load_or_record
         from probekit.eval.signals import SignalSpec
@@ -208,27 +299,27 @@ def peer_job(job: tuple) -> list[dict]:
         k = checkpoint_every(family, grid.preset)
         settings = settings_for(family)
         null_names = [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of == family]
-        trajs = [load_or_record(family, grid.preset, s, cache_dir=cache_dir, progress=False, checkpoint_every=k)
-                 for s in grid.seeds]
-        nulls = [load_or_record(n, grid.preset, s, cache_dir=cache_dir, progress=False, checkpoint_every=k)
-                 for n in null_names for s in grid.seeds]
-        series = {id(t): llc_series(t, settings) for t in trajs + nulls}
+        for s in grid.seeds:
+            trajs.append(load_or_record(family, grid.preset, s, cache_dir=cache_dir, progress=False,
+                                        checkpoint_every=k))
+        for n in null_names:
+            for s in grid.seeds:
+                nulls.append(load_or_record(n, grid.preset, s, cache_dir=cache_dir, progress=False,
+                                            checkpoint_every=k))
+        series = {id(t): llc_series(t, settings, stride=k) for t in trajs + nulls}
         costs = measure_costs(trajs[0], list(grid.sizes), list(series.values()), settings)
     except Exception as exc:
+        for t in trajs + nulls:
+            t.close()
         return [failed(c, exc) for c in cells]
     out = []
     for cell in cells:
         try:
             spec = SignalSpec(**cell["signal"])
-            stat = spec.statistic
-
-            def run(t: Any) -> RunSignal:
-                s = series[id(t)]
-                return RunSignal(t.name, t.seed, peer_signal(s, stat), np.asarray(s.steps), tuple(t.transitions))
-
+            signals = {key: (peer_signal(s, spec.statistic), np.asarray(s.steps)) for key, s in series.items()}
             rule = checkpoint_rule(RuleSpec.from_dict(cell["rule"]), k)
-            score = score_signals([run(t) for t in trajs], [run(t) for t in nulls], spec=spec, rule=rule.make(),
-                                  hit_fraction=grid.hit_fraction)
+            score = score_on_checkpoints(trajs, nulls, signals, k, spec=spec, rule=rule.make(),
+                                         hit_fraction=grid.hit_fraction)
             point = {"size": 0, "fidelity": None, **score.summary(), "episodes": score.episode_rows()}
             out.append({**cell, "points": [point], "checkpoint_rule": rule.as_dict(), "costs": costs,
                         "llc_seconds": [series[id(t)].seconds for t in trajs + nulls],
@@ -253,12 +344,6 @@ def peer_cells(grid: Any) -> list[dict]:
             spec = SignalSpec(stat, window=LLC_DEV_WINDOW, stride=checkpoint_every(fam, grid.preset))
             for rule in grid.rules:
                 out.append({"family": fam, "design": "peer", "signal": dataclasses.asdict(spec),
-                            "rule": rule.as_dict(), "llc": {**settings.as_dict(), "key": settings.key()}})
+                            "rule": rule.as_dict(), "llc": {**settings.as_dict(), "key": settings.key(),
+                                                            "calibrated": fam not in CALIBRATION_FAILED}})
     return out
-
-
-def lead_per_cost(lead: float | None, examples_per_record: float) -> float | None:
-    """Records of lead per thousand examples through the model per record (None without a lead)."""
-    if lead is None or examples_per_record <= 0:
-        return None
-    return lead / (examples_per_record / 1000.0) if math.isfinite(lead) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 import warnings
@@ -143,9 +144,9 @@ def load_or_record(
 
     ``checkpoint_every`` = k > 0 asks for the model at every k-th record as well (for signals
     that need weights, such as the LLC). It is not part of the cache key: the losses do not
-    depend on it. A cached trajectory whose checkpoints do not cover k (its own stride does not
-    divide k) is recorded again with stride k; the run is deterministic, so its losses must come
-    out identical, and a warning says so if they do not.
+    depend on it. A cached trajectory whose checkpoints do not cover k (its own stride h does not
+    divide k) is recorded again with stride gcd(k, h), which serves both; the run is
+    deterministic, so its losses must come out identical, and a warning says so if they do not.
     """
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
             or checkpoint_every < 0:
@@ -166,6 +167,9 @@ def load_or_record(
                     return traj
                 previous_losses = traj.manifest["files"].get("losses.npy")
                 traj.close()
+                # keep what was kept too (the gcd serves both strides), so that two callers
+                # with strides that do not divide each other do not record over each other
+                checkpoint_every = math.gcd(checkpoint_every, have)
                 log.info("recording %s seed %d again to keep a checkpoint every %d records", name, seed,
                          checkpoint_every)
         recording, wall = record(run, config, progress=progress, checkpoint_every=checkpoint_every)
@@ -183,8 +187,8 @@ def load_or_record(
                 wall_seconds=wall,
                 checkpoint_every=checkpoint_every,
             )
+        traj = Trajectory(path)  # inside the lock: another process may be about to replace the directory
     log.info("recorded %s seed %d in %.1f s -> %s", name, seed, wall, path)
-    traj = Trajectory(path)
     if previous_losses is not None and traj.manifest["files"]["losses.npy"] != previous_losses:
         warnings.warn(f"{name} seed {seed}: recorded again (for its checkpoints), its losses differ from the "
                       "cached ones: the run is not deterministic on this machine", ProbekitWarning, stacklevel=2)

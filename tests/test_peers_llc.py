@@ -63,7 +63,7 @@ def test_only_the_named_parameters_are_sampled():
 
 
 @pytest.mark.slow
-def test_peer_bench_end_to_end(tmp_path):
+def test_peer_bench_end_to_end(tmp_path, monkeypatch):
     """`bench --peers` on one small family: LLC series cached beside the trajectories, peer cells, report, figure."""
     from probekit.eval.bench import BenchGrid, run_grid
     from probekit.eval.bench_figures import write_figures
@@ -88,6 +88,15 @@ def test_peer_bench_end_to_end(tmp_path):
     assert "## Peers" in text and "| LLC change |" in text and "Where a peer wins" in text
     figures = write_figures(result, tmp_path / "out", cache_dir=tmp_path / "cache")
     assert any(p.name == "peers-deep-linear.png" for p in figures)
-    # a second run computes nothing: cells resumed, LLC series read back
+    # the peer cells again, from the cached LLC series: no SGLD runs, the same scores
+    for path in (tmp_path / "out" / "cells").glob("*/*__peer__*.json"):
+        path.unlink()
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the LLC series should come from the cache")
+
+    monkeypatch.setattr("probekit.eval.llc.estimate_llc", no_sampling)
     again = run_grid(grid, tmp_path / "out", jobs=1, cache_dir=tmp_path / "cache")
-    assert again.computed == 0 and again.cells == result.cells
+    assert again.computed == 2
+    for a, b in zip([c for c in again.cells if c["design"] == "peer"], peer):
+        assert a["error"] is None and a["points"] == b["points"]

@@ -55,7 +55,8 @@ def test_checkpoints_every_k_records_with_the_same_losses(tmp_path):
     assert again.checkpoint_every == 50 and again.path == path
     again.close()
     other = load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False, checkpoint_every=30)
-    assert other.checkpoint_every == 30 and other.manifest["files"]["losses.npy"] == digest
+    assert other.checkpoint_every == 10  # gcd(30, 50): both strides served
+    assert other.manifest["files"]["losses.npy"] == digest
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, True, "10"])
@@ -107,12 +108,12 @@ def test_llc_cost_accounting():
                     num_init_loss_batches=4)
     assert s.cost() == {"forward_backward_examples": 4 * 120 * 32, "forward_examples": 4 * 4 * 32}
     assert s.n_beta == pytest.approx(32 / np.log(32))
-    per = _series([1.0, 2.0]).per_record_cost(s)
-    assert per["forward_backward_examples"] == 4 * 120 * 32 / 4 and per["seconds"] == pytest.approx(1.0 / 2 / 4)
     with pytest.raises(ProbekitUsageError, match="'num_chains' field of LLCSettings"):
         LLCSettings(lr=1e-4, num_chains=0).check()
-    with pytest.raises(ProbekitUsageError, match="'lr' field of LLCSettings"):
-        LLCSettings(lr=0.0).check()
+    for bad in ({"lr": 0.0}, {"lr": True}, {"nbeta": -1.0}, {"num_burnin_steps": -1}):
+        field = next(iter(bad))
+        with pytest.raises(ProbekitUsageError, match=f"'{field}' field of LLCSettings"):
+            LLCSettings(**{"lr": 1e-4, **bad}).check()
 
 
 def test_peers_leave_the_grid_key_and_other_cells_alone():
@@ -198,6 +199,12 @@ def test_peer_rows_verdicts_and_figure(tmp_path):
     assert ("- **b**: a peer wins: LLC change, mean lead fraction 70% (median lead 10 records at 100%) against the "
             "2RDM's best 20% (median lead 4 records at 50%), at 5,000x its wall time per record.") in text
     assert "| rolling variance | no warning | 0% |" in text
+    for c in result.cells:  # the peer on b as early as the 2RDM's best: a tie, said as one
+        if c["family"] == "b" and c["design"] == "peer":
+            c["points"][0]["at_far_5pct"]["mean_lead_fraction"] = 0.2
+    assert ("- **b**: a tie: the 2RDM's best and LLC change both reach a mean lead fraction of 20% (median lead 4 "
+            "records at 50% against median lead 10 records at 100%, at 5,000x its wall time per record).") \
+        in "\n".join(render_peers(result))
     paths = peer_figures(result, tmp_path)
     assert [p.name for p in paths] == ["peers-a.png", "peers-b.png"] and all(p.stat().st_size > 0 for p in paths)
 
@@ -208,3 +215,51 @@ def test_no_peer_section_without_peer_cells(tmp_path):
     result = _synthetic(tmp_path)
     result.cells = [c for c in result.cells if c["design"] != "peer"]
     assert render_peers(result) == [] and peer_figures(result, tmp_path) == []
+
+
+class _FakeRun:
+    def __init__(self, name, seed, onset_record=None):
+        from probekit.eval.reference import Transition
+
+        self.name, self.seed = name, seed
+        self.steps = np.arange(100) * 10  # record r is step 10 r
+        self.transitions = [] if onset_record is None else [
+            Transition("x", int(self.steps[onset_record]), int(self.steps[onset_record + 10]), 0.0, 1.0, "test")]
+
+
+@pytest.mark.parametrize("jump, hit, lead", [(4, True, 50 - 32), (6, True, 50 - 48), (7, False, None)])
+def test_checkpoint_grid_leads_are_exact_in_records(jump, hit, lead):
+    from probekit.eval.peers import score_on_checkpoints
+    from probekit.eval.signals import SignalSpec
+
+    k = 8  # checkpoints at records 0, 8, ..., 96; the onset (record 50) falls between 48 and 56
+    run, null = _FakeRun("fam", 0, onset_record=50), _FakeRun("fam-null", 0)
+    grid = np.arange(0, 100, k)
+    signal = np.where(np.arange(grid.size) >= jump, 100.0, 1.0)
+    signals = {id(run): (signal, run.steps[grid]), id(null): (np.ones(grid.size), null.steps[grid])}
+    rule = RuleSpec("running-min", (("persistence", 1),)).make()
+    score = score_on_checkpoints([run], [null], signals, k, spec=SignalSpec("llc", window=4, stride=k), rule=rule,
+                                 hit_fraction=0.5)
+    point = score.at_5
+    assert score.time_to_onset == [50]  # records, from record 0 to the true onset
+    if hit:
+        # alarm at record 8 * jump: its lead is counted to the true onset, not to a checkpoint
+        assert point["leads"] == [lead] and point["median_lead"] == lead
+        assert point["mean_lead_fraction"] == pytest.approx(lead / 50)
+        assert score.episode_rows()[0]["lead"] == lead
+    else:  # record 56 is after the onset: late, even though it is the onset's checkpoint rounded up
+        assert point["leads"] == [None] and point["detection"] == 0
+        assert score.episode_rows()[0]["outcome"] == "late"
+
+
+def test_grid_episodes_keep_the_record_grid_boundaries():
+    from probekit.eval.peers import _grid_episodes
+
+    run = _FakeRun("fam", 0, onset_record=50)  # midpoint at record 60
+    (ep, onset, tto), = _grid_episodes(run, 8, 13, 0.5)
+    # records: quiet [0, 25), hit window [25, 50], late (50, 60]; checkpoints every 8 records
+    assert (onset, tto) == (50, 50)
+    assert (ep.start, ep.window_start, ep.onset, ep.midpoint) == (0, 4, 6, 7)  # records 0, 32, 48, 56
+    short = _FakeRun("fam", 0, onset_record=5)  # hit window [2, 5]: no checkpoint in it
+    (ep, onset, tto), = _grid_episodes(short, 8, 13, 0.5)
+    assert ep.window_start > ep.onset and (onset, tto) == (5, 5)
