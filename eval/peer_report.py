@@ -185,9 +185,9 @@ def render_peers(result: Any) -> list[str]:
                  + (f" For {' and '.join(failed)} no eps passed (negative estimates: the chains find lower loss than "
                     "the checkpoint), so the largest was kept." if failed else "")
                  + " The alarm rules count checkpoints, not records: persistence 1, z-score baseline 50/k (>= 8), "
-                   "running-min memory 64/k (>= 4). Each onset is put at the last checkpoint at or before it (an "
-                   "alarm after the onset is late), and leads are counted in records from the alarm to the true "
-                   "onset.")
+                   "running-min memory 64/k (>= 4). The episodes keep the record grid's boundaries (quiet period, "
+                   "hit window, onset: an alarm after the onset is late, and a hit window with no checkpoint in it "
+                   "cannot be hit), and leads are counted in records from the alarm to the true onset.")
     verdicts = []
     for fam in result.grid.families:
         rows = peer_rows(cells, fam)
