@@ -178,7 +178,7 @@ class Grokking(ReferenceRun):
         checkpoints: dict[str, tuple[int, dict]] = {}
         for step in range(config.steps + 1):
             if step in (0, config.early_step):
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state = state_copy(model)
                 checkpoints["init" if step == 0 else "early"] = (step, state)
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x_train), y_train)  # mean over the full batch

@@ -280,7 +280,7 @@ class InductionHeads(ReferenceRun):
         steps, losses, accuracy, icl, train_loss, grad_norm, checkpoints = [], [], [], [], [], [], {}
         for step in range(c.steps + 1):
             if step in (0, c.early_step):
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state = state_copy(model)
                 checkpoints["init" if step == 0 else "early"] = (step, state)
             is_record = step % c.record_every == 0 or step == c.steps
             if is_record:

@@ -238,7 +238,7 @@ class LateBias(ReferenceRun):
         for step in range(cfg.steps + 1):
             if step in (0, cfg.early_step):
                 checkpoints["init" if step == 0 else "early"] = (
-                    step, {k: v.detach().clone() for k, v in model.state_dict().items()})
+                    step, state_copy(model))
             # The step's batch and gradient come first: its loss and gradient norm are the
             # record's baselines, and the pool pass below uses no randomness.
             idx = torch.from_numpy(rng.integers(0, cfg.n_train, size=cfg.batch_size))

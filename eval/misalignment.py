@@ -278,7 +278,7 @@ class EmergentMisalignment(ReferenceRun):
         checkpoints = {}
         for step in range(config.finetune_steps + 1):
             if step in (0, config.early_step):
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state = state_copy(model)
                 checkpoints["init" if step == 0 else "early"] = (step, state)
             idx = torch.from_numpy(rng.integers(config.n_finetune, size=config.batch_size))
             loss = F.cross_entropy(model(ft_x[idx]), ft_y[idx])

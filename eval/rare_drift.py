@@ -206,7 +206,7 @@ class RareDrift(ReferenceRun):
             xb = means[yb] + torch.randn(config.batch_size, config.dim, generator=stream)  # [batch, dim]
             if step in (0, config.early_step):
                 checkpoints["init" if step == 0 else "early"] = (
-                    step, {k: v.detach().clone() for k, v in model.state_dict().items()})
+                    step, state_copy(model))
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad()
             loss.backward()

@@ -263,3 +263,23 @@ def test_grid_episodes_keep_the_record_grid_boundaries():
     short = _FakeRun("fam", 0, onset_record=5)  # hit window [2, 5]: no checkpoint in it
     (ep, onset, tto), = _grid_episodes(short, 8, 13, 0.5)
     assert ep.window_start > ep.onset and (onset, tto) == (5, 5)
+
+
+def test_llc_series_needs_the_checkpoints_at_its_stride(tmp_path):
+    from probekit.eval.llc import llc_series
+
+    plain = load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False)
+    with pytest.raises(ProbekitUsageError, match=r"keeps checkpoints every no records, not at every 12-th record"):
+        llc_series(plain, LLCSettings(lr=1e-2), stride=12)
+    plain.close()
+    kept = load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False, checkpoint_every=10)
+    with pytest.raises(ProbekitUsageError, match=r"checkpoint_every=25\)"):  # 25 is not a multiple of 10
+        llc_series(kept, LLCSettings(lr=1e-2), stride=25)
+    assert not list(tmp_path.glob("*/*.peers"))  # refused before any estimate or cache file
+
+
+def test_probe_losses_do_not_make_a_peer_signal():
+    from probekit.eval.signals import SignalSpec, compute_signal
+
+    with pytest.raises(ProbekitUsageError, match="'llc' signal comes from a run's LLC series"):
+        compute_signal(SignalSpec("llc"), np.ones((40, 4)))
