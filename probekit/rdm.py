@@ -312,10 +312,13 @@ class DynamicalRDM:
         This is the 2RDM's parallel combination: Gram matrices are sums over
         probes, so shards computed on separate workers (or ranks) add up to the
         statistics of all probes together. The merged probes are self's, then
-        each other's in order. Mutates and returns self.
+        each other's in order. Mutates and returns self; when a shard does not
+        fit (another window, another record history), raises and leaves self as it was.
         """
+        joined = copy.deepcopy(self)
         for other in others:
-            self._merge_one(other)
+            joined._merge_one(other)
+        self.__dict__.update(joined.__dict__)
         return self
 
     def _merge_one(self, other: "DynamicalRDM") -> None:
@@ -330,30 +333,34 @@ class DynamicalRDM:
                 f"DynamicalRDM.merge needs shards with the same window, stride and detrend; "
                 f"got {mine} and {theirs}."
             )
-        if other._count == 0:
+        if other._seen == 0 and self._seen == 0:
+            return  # two accumulators that saw nothing: nothing to join
+        if self._seen == 0 and self._n is None:
+            self._adopt(other)  # a fresh accumulator used as the merge target
             return
-        if self._count == 0:
-            self._adopt(other)
-            return
-        if (self._count, self._seen, self._pos) != (other._count, other._seen, other._pos) or not (
-            np.array_equal(self._steps, other._steps)
-        ):
+        # Shards must have seen the same records, admitted and rejected alike: a record
+        # rejected on one shard only would pair one shard's loss at step t with another's at t+1.
+        mine = {"updates": self._seen, "admitted records": self._count, "rejected records": self._rejected}
+        theirs = {"updates": other._seen, "admitted records": other._count, "rejected records": other._rejected}
+        differ = [f"{k} {mine[k]} vs {theirs[k]}" for k in mine if mine[k] != theirs[k]]
+        if not differ and self._count and not np.array_equal(self._steps, other._steps):
+            differ.append("the steps of the records in the window")
+        if differ:
             raise ProbekitUsageError(
-                "DynamicalRDM.merge needs shards that admitted the same records at the same "
-                f"steps; got {self._count} and {other._count} records (a record rejected on "
-                "one shard only, or a different stride phase, misaligns them)."
+                "DynamicalRDM.merge needs shards with the same record history; these differ in "
+                + "; ".join(differ) + " (a record rejected on one shard only, or shards fed different records)."
             )
         if (self.probe_ids is None) != (other.probe_ids is None):
             raise ProbekitUsageError(
                 "DynamicalRDM.merge: either every shard has probe_ids or none has."
             )
         self._buf = np.concatenate([self._buf, other._buf], axis=1)
-        self._ref = np.concatenate([self._ref, other._ref])
-        self._last = np.concatenate([self._last, other._last])
+        if self._count:  # nothing admitted yet (every record rejected): no reference to join
+            self._ref = np.concatenate([self._ref, other._ref])
+            self._last = np.concatenate([self._last, other._last])
         self._gram = self._gram + other._gram  # inner products add over disjoint probes
         self._same = self._same & other._same
-        self._rejected += other._rejected
-        self._n += other._n
+        self._n += other._n  # the same records, rejected alike: n_rejected stays as it is
         if self.probe_ids is not None:
             self.probe_ids = self.probe_ids + other.probe_ids
         self._cache_valid = False

@@ -5,6 +5,7 @@ np.diff) and diagonalises it with eigvalsh: nothing shared with the Gram route.
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 
 import numpy as np
@@ -249,12 +250,62 @@ def test_merge_refuses_misaligned_shards():
         a.update([v, v * v])
         b.update([v + 1.0])
     b.update([7.0])
-    with pytest.raises(ProbekitUsageError, match="admitted the same records"):
+    with pytest.raises(ProbekitUsageError, match="same record history; these differ in updates 5 vs 6"):
         a.merge(b)
     with pytest.raises(ProbekitUsageError, match="same window, stride and detrend"):
         a.merge(DynamicalRDM(window=4))
     with pytest.raises(ProbekitUsageError, match="takes DynamicalRDM shards"):
         a.merge(np.zeros(3))
+
+
+@pytest.mark.parametrize("order", ["clean_first", "rejecting_first"])
+def test_merge_refuses_a_shard_that_rejected_records(order):
+    # A shard whose every record was rejected (all NaN) used to vanish from the merge:
+    # 4 or 5 probes instead of 9 and n_rejected 0, depending on the order.
+    clean, rejecting = DynamicalRDM(window=3), DynamicalRDM(window=3)
+    for step in range(6):
+        clean.update(np.arange(4.0) * step, step=step)
+        with pytest.warns(ProbekitWarning, match="rejected") if step == 0 else contextlib.nullcontext():
+            rejecting.update(np.full(5, np.nan), step=step)
+    first, second = (clean, rejecting) if order == "clean_first" else (rejecting, clean)
+    before = first.state_dict()
+    with pytest.raises(ProbekitUsageError, match="admitted records 6 vs 0; rejected records 0 vs 6|"
+                                                 "admitted records 0 vs 6; rejected records 6 vs 0"):
+        first.merge(second)
+    after = first.state_dict()
+    assert first.n_probes == (4 if order == "clean_first" else 5)  # left as it was
+    for key, value in before.items():
+        assert np.array_equal(np.asarray(after[key]), np.asarray(value)), key
+
+
+def test_merge_refuses_a_record_rejected_on_one_shard_only():
+    a, b = DynamicalRDM(window=3), DynamicalRDM(window=3)
+    for step in range(5):
+        a.update([step, step + 1.0], step=step)
+        if step == 2:
+            with pytest.warns(ProbekitWarning):
+                b.update([np.nan], step=step)
+        else:
+            b.update([step * 2.0], step=step)
+    with pytest.raises(ProbekitUsageError, match="admitted records 5 vs 4; rejected records 0 vs 1"):
+        a.merge(b)
+
+
+def test_merge_of_shards_that_rejected_the_same_records_keeps_every_probe():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 6))
+    x[4] = np.nan  # every shard sees this record as NaN and rejects it
+    whole = DynamicalRDM(window=4)
+    left, right = DynamicalRDM(window=4), DynamicalRDM(window=4)
+    with pytest.warns(ProbekitWarning):
+        for step, row in enumerate(x):
+            whole.update(row, step=step)
+            left.update(row[:2], step=step)
+            right.update(row[2:], step=step)
+    merged = left.merge(right)
+    expected = whole.compute()
+    assert merged.n_probes == 6 and merged.n_rejected == 1 == whole.n_rejected
+    assert merged.compute().shc == pytest.approx(expected.shc, rel=1e-10)
 
 
 def test_state_dict_round_trip_resumes_identically():
