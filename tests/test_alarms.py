@@ -455,6 +455,27 @@ def test_online_running_min_state_is_a_scalar():
     assert online.n_records == 5
 
 
+def test_online_running_min_with_memory_resumes_from_its_state():
+    # Its `recent` list starts empty and grows to `memory`: the layout check refused every saved state.
+    rule = RunningMinRatio(ratio=2.0, persistence=1, memory=5)
+    x = noisy_series(np.random.default_rng(4), 80)
+    whole = rule.online()
+    for v in x:
+        whole.update(v)
+    first = rule.online()
+    for v in x[:23]:
+        first.update(v)
+    second = rule.online()
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    for v in x[23:]:
+        second.update(v)
+    assert second.alarms == whole.alarms == rule.alarms(x).tolist()
+    bad = first.state_dict()
+    bad["rule_state"]["recent"] = 3.0
+    with pytest.raises(ProbekitUsageError, match="'rule_state' does not match the rule's state layout"):
+        rule.online().load_state_dict(bad)
+
+
 def test_online_copies_the_rule():
     rule = RunningMinRatio(ratio=2.0, persistence=1)
     online = rule.online()

@@ -96,8 +96,11 @@ class OnlineAlarm:
                 f"({_kw(theirs[1])}) but this alarm runs {mine[0]}({_kw(mine[1])})."
             )
         expected_state = self.rule._online_state(self._params)
+        # A list the rule starts empty grows with the records (running-min's `recent`); one it
+        # starts filled keeps its length.
         if set(state["rule_state"]) != set(expected_state) or any(
-            isinstance(v, list) and len(state["rule_state"][k]) != len(v)
+            isinstance(v, list) and (not isinstance(state["rule_state"][k], list)
+                                     or (v and len(state["rule_state"][k]) != len(v)))
             for k, v in expected_state.items()
         ):
             raise ProbekitUsageError(
