@@ -54,3 +54,8 @@ def __getattr__(name: str):
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    # PEP 562: without this, dir() and tab completion show none of the lazy names above
+    return sorted({*globals(), *__all__})

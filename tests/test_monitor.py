@@ -158,7 +158,7 @@ def test_state_dict_resumes_the_window_and_the_alarm(tmp_path):
     _train(model, x, y, 15, full)
     torch.save(full.state_dict(), tmp_path / "state.pt")
     resumed = Monitor(model, (x, y), "classification", every=1, window=6, alarm="zscore")
-    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt"))  # torch.load's defaults (weights_only=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.3)
     for step in range(15, 25):  # both read the same weights: every record after the resume agrees
         expected, got = full.record(step), resumed.record(step)

@@ -1,7 +1,8 @@
 """The live monitor: every k training steps, one no-grad pass over the probes, the 2RDM, the alarm.
 
-    monitor = Monitor(model, (x_probe, y_probe), "classification", every=10, window=32,
-                      sinks=[TensorBoardSink("runs/probekit"), JSONLSink("probekit.jsonl")],
+    monitor = Monitor(model, (x_probe, y_probe), "classification", every=10, window=32,  # guide: docs/monitor.md
+                      sinks=[TensorBoardSink("runs/probekit"),  # needs pip install "probekit[monitor]"
+                             JSONLSink("probekit.jsonl")],
                       on_alarm=lambda event: save_checkpoint(event.step))
     for step in range(steps):
         train_step()
@@ -19,7 +20,8 @@ sinks; call ``on_alarm`` when an alarm fires.
 It never raises into the training loop: a failing probe pass, non-finite
 losses, a sink that cannot write (a full disk) or an ``on_alarm`` that raises
 become a warning (the first of each kind; logged instead if warnings are
-errors) and a counter in ``monitor.counters``, and training continues.
+errors) and a counter in ``monitor.counters``, and training continues; the steps
+whose record a sink could not take are in ``monitor.lost_steps``, named at ``close()``.
 Configuration errors do raise, at construction, before training starts; a
 loss function that does not fit the probe batch can only show when it runs,
 so ``monitor.check()`` runs one pass and raises: call it before training. ``state_dict()`` /
@@ -32,7 +34,6 @@ statistics computed once, on rank 0 (:mod:`probekit.monitor.distributed`).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import warnings
@@ -42,10 +43,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from probekit.errors import ProbekitUsageError, ProbekitWarning
-from probekit.monitor.batches import batch_len, move_batch, slice_batch
-from probekit.monitor.distributed import dist_context, shard_bounds
+from probekit.monitor.batches import batch_len
+from probekit.monitor.distributed import dist_context, record_distributed, shard_bounds
+from probekit.monitor.forward import check_autocast, chunk_count, forward_losses
 from probekit.monitor.losses import resolve_loss
 from probekit.monitor.sinks import MonitorRecord
+from probekit.monitor.state import STATE_VERSION, load_state, monitor_state  # noqa: F401 - STATE_VERSION re-exported
 from probekit.params import AnyOf, Interval, Options, validate
 
 __all__ = ["SIGNALS", "AlarmEvent", "Monitor", "MonitorWarning"]
@@ -57,7 +60,6 @@ SIGNALS: dict[str, Callable[[Any], float]] = {
     "leading_share": lambda s: s.leading_share,
     "trace": lambda s: s.trace,
 }
-STATE_VERSION = 1
 
 
 class MonitorWarning(ProbekitWarning):
@@ -147,7 +149,7 @@ class Monitor:
                                          f"object with write/flush/close. Got {type(sink).__name__}.")
         if on_alarm is not None and not callable(on_alarm):
             raise ProbekitUsageError(f"The 'on_alarm' parameter of Monitor must be a callable or None. Got {on_alarm!r} instead.")
-        self._autocast = _check_autocast(autocast)
+        self._autocast = check_autocast(autocast)
         self.model = model
         self.probes = probes
         self.n_probes = batch_len(probes)
@@ -181,6 +183,7 @@ class Monitor:
         self._stats = None  # the last record's window statistics, for on_alarm
         self._last_step: int | None = None
         self._warned: set[str] = set()
+        self.lost_steps: dict[int, list[int]] = {}  # sink index -> steps whose record that sink could not take
 
     # -- schedule ------------------------------------------------------------
     @property
@@ -246,43 +249,7 @@ class Monitor:
             if rec.alarm:
                 self._call_on_alarm(rec)
             return rec
-        return self._record_distributed(step, local, error is not None)
-
-    def _record_distributed(self, step: int, local: np.ndarray, failed_here: bool) -> MonitorRecord | None:
-        """Every rank runs the same collectives on every path, so that none is ever left waiting."""
-        dist = self._dist
-        try:
-            full, failed_ranks = dist.gather(local, failed_here, self.n_probes)
-        except Exception as exc:  # the process group itself is broken: nothing to pair up any more
-            return self._record_failed(step, exc)
-        rec = None
-        if dist.main:
-            if failed_ranks:  # on rank 0 the counters describe every rank's part of the record
-                self.counters["failed_batches"] += 1
-            try:
-                rec = self._consume(full, step, failed=failed_ranks > 0)
-            except Exception as exc:
-                self._record_failed(step, exc)
-        elif failed_here:
-            self.counters["failed_batches"] += 1
-        try:  # always reached: rank 0's alarm decision and record interval for every rank
-            fired, every = dist.broadcast([float(bool(rec is not None and rec.alarm)), float(self._every)])
-        except Exception as exc:
-            return self._record_failed(step, exc)
-        self._every = int(every)
-        if not dist.main:  # no statistics here: the step, and what rank 0 decided
-            if fired:
-                self.alarm_steps.append(step)
-            rec = MonitorRecord(step, -1, self.n_probes, math.nan, False, self.signal, alarm=bool(fired),
-                                n_alarms=len(self.alarm_steps), every=self._every)
-        if fired:
-            self._call_on_alarm(rec)
-            try:  # on_alarm may change `every`: rank 0's value is the one every rank keeps
-                (every,) = dist.broadcast([float(self._every)])
-                self._every = int(every)
-            except Exception as exc:
-                return self._record_failed(step, exc)
-        return rec
+        return record_distributed(self, step, local, error is not None)
 
     def _record_failed(self, step: int, exc: Exception) -> None:
         self.counters["record_errors"] += 1
@@ -297,7 +264,7 @@ class Monitor:
         self._dist = dist_context(self._distributed)
         world = (0, 1) if self._dist is None else (self._dist.rank, self._dist.world)
         self._shard = shard_bounds(self.n_probes, *world)
-        self._n_chunks = _n_chunks(-(-self.n_probes // world[1]), self.batch_size)
+        self._n_chunks = chunk_count(-(-self.n_probes // world[1]), self.batch_size)
         self._dist_resolved = True
 
     def _probe_losses(self) -> tuple[np.ndarray, str | None]:
@@ -311,36 +278,9 @@ class Monitor:
             return np.full(stop - start, np.nan), message
 
     def _forward(self, start: int, stop: int, n_chunks: int) -> np.ndarray:
-        """Losses of probes [start, stop) in ``n_chunks`` no-grad passes, in eval mode; raises on failure.
-
-        Every rank runs the same number of passes (a rank with fewer rows, or none,
-        repeats a one-row pass and discards it): a wrapped model (DDP buffers, FSDP)
-        may run collectives inside its forward, and those must pair up.
-        """
-        import torch
-
-        model = self.model
-        flags = [(m, m.training) for m in model.modules()]  # restored exactly, module by module
-        chunk = self.batch_size or max(-(-(stop - start) // max(n_chunks, 1)), 1)
-        out = []
-        try:
-            model.eval()
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-            with torch.no_grad(), self._autocast_context(device):
-                for k in range(n_chunks):
-                    a, b = start + k * chunk, min(start + (k + 1) * chunk, stop)
-                    if a >= b:  # nothing left on this rank: a discarded pass keeps the ranks in step
-                        self.loss_fn(model, move_batch(slice_batch(self.probes, 0, 1), device))
-                        continue
-                    losses = self.loss_fn(model, move_batch(slice_batch(self.probes, a, b), device))
-                    if not hasattr(losses, "shape") or tuple(losses.shape) != (b - a,):
-                        raise ProbekitUsageError(f"loss_fn must return one loss per probe, shape ({b - a},); got "
-                                                 f"{getattr(losses, 'shape', type(losses).__name__)}")
-                    out.append(losses.detach().to("cpu", torch.float64))
-        finally:
-            for m, flag in flags:
-                m.training = flag
-        return torch.cat(out).numpy() if out else np.zeros(0)
+        """Losses of probes [start, stop) (float64): :func:`probekit.monitor.forward.forward_losses`."""
+        return forward_losses(self.model, self.probes, self.loss_fn, start, stop, n_chunks,
+                              batch_size=self.batch_size, autocast=self._autocast)
 
     def check(self) -> None:
         """Run one probe pass now, on this process, and raise on any problem: call it before training.
@@ -349,20 +289,11 @@ class Monitor:
         (no ``labels``, a sequence with no target token, a wrong output shape) would
         otherwise only show as a warning at the first record.
         """
-        losses = self._forward(0, self.n_probes, _n_chunks(self.n_probes, self.batch_size))
+        losses = self._forward(0, self.n_probes, chunk_count(self.n_probes, self.batch_size))
         bad = int((~np.isfinite(losses)).sum())
         if bad:
             raise ProbekitUsageError(f"Monitor.check: {bad} of {losses.size} probe losses are NaN or inf "
                                      "with the current weights.")
-
-    def _autocast_context(self, device: Any) -> Any:
-        import torch
-
-        if self._autocast is None:
-            return contextlib.nullcontext()
-        if self._autocast is False:
-            return torch.autocast(device.type, enabled=False)
-        return torch.autocast(device.type, dtype=self._autocast)
 
     def _consume(self, losses: np.ndarray, step: int, *, failed: bool) -> MonitorRecord:
         """Main rank: the 2RDM, the alarm and the sinks for one record of losses.
@@ -398,13 +329,16 @@ class Monitor:
             rec.top_eigenvalues = [float(v) for v in stats.eigenvalues]
         self._stats = stats
         self.last = rec
-        for sink in self.sinks:
+        for k, sink in enumerate(self.sinks):
             try:
                 sink.write(rec)
             except Exception as exc:
                 self.counters["sink_errors"] += 1
+                self.lost_steps.setdefault(k, []).append(step)
                 self._warn(f"sink{id(sink)}", f"probekit Monitor: sink {type(sink).__name__} failed at step {step} "
-                                              f"({type(exc).__name__}: {exc}); its records are lost, training goes on.")
+                                              f"({type(exc).__name__}: {exc}); the record of step {step} is not in it. "
+                                              "Training goes on, later records are still written to it, and close() "
+                                              "names every step it lost.")
         return rec
 
     def _call_on_alarm(self, rec: MonitorRecord) -> None:
@@ -416,59 +350,48 @@ class Monitor:
             self.counters["callback_errors"] += 1
             self._warn("callback", f"probekit Monitor: on_alarm raised at step {rec.step} ({type(exc).__name__}: {exc}).")
 
-    def _warn(self, kind: str, message: str) -> None:
+    def _warn(self, kind: str, message: str, *, summary: bool = False) -> None:
         if kind in self._warned:  # the first of each kind; the counters keep the rest
             return
         self._warned.add(kind)
-        message += " Further problems of this kind are counted in Monitor.counters."
+        if not summary:
+            message += " Further problems of this kind are counted in Monitor.counters."
         try:
             warnings.warn(message, MonitorWarning, stacklevel=3)
         except Exception:  # warnings turned into errors (-W error) must not reach the training loop either
             logging.getLogger("probekit.monitor").warning(message)
 
-    # -- state -------------------------------------------------------------------
-    def _config(self) -> dict:
-        return {"n_probes": self.n_probes, "window": self.rdm.window, "detrend": self.rdm.detrend,
-                "signal": self.signal,
-                "alarm": None if self.alarm_rule is None else [self.alarm_rule.name, self.alarm_rule.get_params()]}
-
+    # -- state (probekit.monitor.state) -------------------------------------------
     def state_dict(self) -> dict:
-        """Everything a resumed training needs to continue the window and the alarm (torch.save-able)."""
-        return {
-            "version": STATE_VERSION,
-            "config": self._config(),
-            "rdm": self.rdm.state_dict(),
-            "alarm": None if self._online is None else self._online.state_dict(),
-            "counters": dict(self.counters),
-            "alarm_steps": list(self.alarm_steps),
-            "every": self._every,
-            "last_step": self._last_step,
-        }
+        """Everything a resumed training needs to continue the window and the alarm.
+
+        Only tensors, Python scalars, str, lists and dicts: ``torch.save`` it and read it back
+        with a plain ``torch.load(path)`` (``weights_only=True``).
+        """
+        return monitor_state(self)
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a ``state_dict`` of a monitor with the same probes count, window, signal and rule."""
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            raise ProbekitUsageError("Monitor.load_state_dict takes what Monitor.state_dict() returned "
-                                     f"(version {STATE_VERSION}).")
-        if state["config"] != self._config():
-            raise ProbekitUsageError(f"Monitor.load_state_dict: the state was saved by a monitor with {state['config']}, "
-                                     f"but this one has {self._config()}.")
-        self.rdm.load_state_dict(state["rdm"])
-        if self._online is not None:
-            self._online.load_state_dict(state["alarm"])
-        self.counters = dict(state["counters"])
-        self.alarm_steps = list(state["alarm_steps"])
-        self._every = int(state["every"])
-        self._last_step = state["last_step"]
+        """Restore a ``state_dict`` of a monitor with the same probe count, window, detrend, signal and rule.
+
+        Everything is checked first: junk, or a state of another configuration, raises one
+        ``ProbekitUsageError`` line naming what is wrong, and the monitor is left unchanged.
+        """
+        load_state(self, state)
 
     def close(self) -> None:
-        """Flush and close the sinks (errors are warnings, as in a record)."""
-        for sink in self.sinks:
+        """Flush and close the sinks (errors are warnings, as in a record); warn of each sink's lost steps."""
+        for k, sink in enumerate(self.sinks):
             try:
                 getattr(sink, "close", lambda: None)()
             except Exception as exc:
                 self.counters["sink_errors"] += 1
                 self._warn(f"close{id(sink)}", f"probekit Monitor: closing sink {type(sink).__name__} failed ({exc}).")
+            lost = self.lost_steps.get(k)
+            if lost:
+                shown = ", ".join(map(str, lost[:20])) + (f", ... ({len(lost) - 20} more)" if len(lost) > 20 else "")
+                self._warn(f"lost{id(sink)}", f"probekit Monitor: sink {type(sink).__name__} lost the records of steps "
+                                              f"{shown} ({len(lost)} of {self.counters['records']} records); "
+                                              "Monitor.lost_steps has them all.", summary=True)
 
     def __enter__(self) -> "Monitor":
         return self
@@ -479,19 +402,3 @@ class Monitor:
     def __repr__(self) -> str:
         return (f"Monitor(n_probes={self.n_probes}, every={self._every}, window={self.rdm.window}, "
                 f"signal={self.signal!r}, records={self.counters['records']}, alarms={self.alarm_steps})")
-
-
-def _n_chunks(rows: int, batch_size: int | None) -> int:
-    """Forward passes for the largest shard: one, or one per ``batch_size`` rows."""
-    return 1 if batch_size is None else max(1, -(-rows // batch_size))
-
-
-def _check_autocast(value: Any) -> Any:
-    if value is None or value is False:
-        return value
-    import torch
-
-    if isinstance(value, torch.dtype):
-        return value
-    raise ProbekitUsageError(f"The 'autocast' parameter of Monitor must be a torch.dtype (e.g. torch.bfloat16), False "
-                             f"or None. Got {value!r} instead.")

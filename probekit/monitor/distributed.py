@@ -16,13 +16,15 @@ Pass the unwrapped model (``ddp_model.module``) where you can.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
+from probekit.monitor.sinks import MonitorRecord
 
-__all__ = ["DistContext", "dist_context", "shard_bounds"]
+__all__ = ["DistContext", "dist_context", "record_distributed", "shard_bounds"]
 
 
 def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -98,3 +100,41 @@ def dist_context(mode: Any) -> DistContext | None:
 
         device = torch.device("cuda", torch.cuda.current_device())
     return DistContext(dist.get_rank(), world, device)
+
+
+def record_distributed(monitor: Any, step: int, local: np.ndarray, failed_here: bool) -> Any:
+    """``Monitor.record`` under torch.distributed: every rank runs the same collectives on every path, so that
+    none is ever left waiting. Returns the record (rank 0), a record without statistics (other ranks), or None."""
+    dist = monitor._dist
+    try:
+        full, failed_ranks = dist.gather(local, failed_here, monitor.n_probes)
+    except Exception as exc:  # the process group itself is broken: nothing to pair up any more
+        return monitor._record_failed(step, exc)
+    rec = None
+    if dist.main:
+        if failed_ranks:  # on rank 0 the counters describe every rank's part of the record
+            monitor.counters["failed_batches"] += 1
+        try:
+            rec = monitor._consume(full, step, failed=failed_ranks > 0)
+        except Exception as exc:
+            monitor._record_failed(step, exc)
+    elif failed_here:
+        monitor.counters["failed_batches"] += 1
+    try:  # always reached: rank 0's alarm decision and record interval for every rank
+        fired, every = dist.broadcast([float(bool(rec is not None and rec.alarm)), float(monitor._every)])
+    except Exception as exc:
+        return monitor._record_failed(step, exc)
+    monitor._every = int(every)
+    if not dist.main:  # no statistics here: the step, and what rank 0 decided
+        if fired:
+            monitor.alarm_steps.append(step)
+        rec = MonitorRecord(step, -1, monitor.n_probes, math.nan, False, monitor.signal, alarm=bool(fired),
+                            n_alarms=len(monitor.alarm_steps), every=monitor._every)
+    if fired:
+        monitor._call_on_alarm(rec)
+        try:  # on_alarm may change `every`: rank 0's value is the one every rank keeps
+            (every,) = dist.broadcast([float(monitor._every)])
+            monitor._every = int(every)
+        except Exception as exc:
+            return monitor._record_failed(step, exc)
+    return rec

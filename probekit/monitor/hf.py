@@ -9,7 +9,8 @@ The monitor runs its own forward pass over the probes after optimizer steps
 whose ``global_step`` is a multiple of ``every`` (and at the step training
 starts from), never using the Trainer's loss (a mean, scaled by gradient
 accumulation). With ``save_state`` the monitor's state goes into every
-checkpoint folder as ``probekit_monitor.pt``; ``ProbekitCallback.load(path)``
+checkpoint folder as ``probekit_monitor.pt`` (written atomically: a crash
+mid-save leaves the previous file, never half of one); ``ProbekitCallback.load(path)``
 restores it before ``trainer.train(resume_from_checkpoint=path)``, so the
 window and the alarm continue where they stopped.
 """
@@ -50,10 +51,12 @@ class ProbekitCallback(TrainerCallback):
         import torch
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+        from probekit.atomic import atomic_file
+
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        try:
-            os.makedirs(folder, exist_ok=True)
-            torch.save(self.monitor.state_dict(), os.path.join(folder, STATE_FILE))
+        try:  # a temporary beside the file, renamed into place when complete: never a half-written state
+            with atomic_file(os.path.join(folder, STATE_FILE)) as tmp:
+                torch.save(self.monitor.state_dict(), tmp)
         except Exception as exc:  # a checkpoint without the monitor's state is still a checkpoint
             self.monitor.counters["record_errors"] += 1
             self.monitor._warn("hf-save", f"probekit ProbekitCallback: could not save the monitor state in {folder} "
@@ -67,11 +70,20 @@ class ProbekitCallback(TrainerCallback):
                 pass
 
     def load(self, checkpoint_dir: str | os.PathLike) -> None:
-        """Restore the monitor state saved in a Trainer checkpoint folder (before resuming from it)."""
-        import torch
+        """Restore the monitor state saved in a Trainer checkpoint folder (before resuming from it).
+
+        The file is read with ``torch.load(weights_only=True)`` (no code runs from it). A truncated or
+        corrupt file raises ``MonitorStateError``; a state of another monitor configuration raises
+        ``ProbekitUsageError``; either way the monitor is left unchanged.
+        """
+        from probekit.monitor.state import load_state_file
 
         path = os.path.join(os.fspath(checkpoint_dir), STATE_FILE)
         if not os.path.exists(path):
             raise ProbekitUsageError(f"No probekit monitor state in {os.fspath(checkpoint_dir)!r} (expected {STATE_FILE}); "
                                      "was it saved by a ProbekitCallback with save_state=True?")
-        self.monitor.load_state_dict(torch.load(path, weights_only=False))
+        state = load_state_file(path)
+        try:
+            self.monitor.load_state_dict(state)
+        except ProbekitUsageError as exc:
+            raise ProbekitUsageError(f"{path}: {exc}") from None

@@ -2,18 +2,23 @@
 
 A sink has ``write(record)`` (one per record), ``flush()`` and ``close()``.
 The monitor calls them inside its own error handling: a sink that raises (a
-full disk, a closed writer) costs a warning and a counter, never the training.
+full disk, a closed writer) costs a warning and a counter, never the training;
+the records it could not take are lost to it (``JSONLSink`` never writes part
+of one), and ``Monitor.close()`` names their steps.
 Under torch.distributed only the main rank (rank 0) writes.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["JSONLSink", "MonitorRecord", "Sink", "TensorBoardSink"]
+from probekit.errors import ProbekitError
+
+__all__ = ["JSONLSink", "MissingExtraError", "MonitorRecord", "Sink", "TensorBoardSink"]
 
 
 @dataclass
@@ -54,32 +59,58 @@ class Sink:
 
 
 class JSONLSink(Sink):
-    """One JSON line per record (NaN and inf as null), appended to ``path`` and flushed each line.
+    """One JSON line per record (NaN and inf as null), appended to ``path``.
 
     Append mode, so a resumed training continues the same file; the file is
-    opened at the first record, so constructing a sink writes nothing.
+    opened at the first record, so constructing a sink writes nothing. A record
+    is written whole or not at all: the line goes out in one ``os.write`` on an
+    ``O_APPEND`` descriptor (no buffer holds part of it for later), and a write
+    that fails or stops short (a full disk) is cut back off the file before the
+    error is raised, so the file stays valid JSONL and that record is lost.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
-        self._fh = None
+        self._fd: int | None = None
 
     def write(self, record: MonitorRecord) -> None:
-        if self._fh is None:
+        line = (json.dumps(record.as_dict(), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+        if self._fd is None:
             parent = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(parent, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record.as_dict(), sort_keys=True, allow_nan=False) + "\n")
-        self._fh.flush()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = self._fd
+        before = os.fstat(fd).st_size  # one writer (rank 0): the file's end is where this line starts
+        try:
+            written = os.write(fd, line)
+        except BaseException:
+            _cut_back(fd, before)
+            raise
+        if written != len(line):
+            _cut_back(fd, before)
+            raise OSError(errno.ENOSPC, f"short write: {written} of {len(line)} bytes of the line reached "
+                                        f"{self.path} (disk full?); the line was removed")
 
     def flush(self) -> None:
-        if self._fh is not None:
-            self._fh.flush()
+        pass  # nothing is buffered: each line is one os.write
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def _cut_back(fd: int, size: int) -> None:
+    """Truncate the file to ``size`` if a write left part of a line beyond it."""
+    try:
+        if os.fstat(fd).st_size > size:
+            os.ftruncate(fd, size)
+    except OSError:  # the write's own error is the one to report
+        pass
+
+
+class MissingExtraError(ProbekitError, ImportError):
+    """An optional dependency is not installed (still an ImportError for ``except ImportError``)."""
 
 
 class TensorBoardSink(Sink):
@@ -93,7 +124,12 @@ class TensorBoardSink(Sink):
     def __init__(self, writer: Any, *, prefix: str = "probekit") -> None:
         self._own = isinstance(writer, (str, os.PathLike))
         if self._own:
-            from torch.utils.tensorboard import SummaryWriter
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                why = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise MissingExtraError(f'TensorBoardSink needs tensorboard: pip install "probekit[monitor]" (or pass '
+                                        f"a SummaryWriter you made, or use JSONLSink). The import failed: {why}") from exc
 
             writer = SummaryWriter(log_dir=os.fspath(writer))
         self.writer = writer
