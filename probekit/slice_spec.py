@@ -3,55 +3,16 @@
 A slice names examples a probe set must watch. Specs come as compact strings
 (the CLI passes each ``--slice SPEC`` through unchanged), dicts, inline JSON or
 a JSON file; :func:`parse_slices` turns them into :class:`SliceSpec` objects,
-and :mod:`probekit.slice_rows` finds their
-examples in a pool (the strategies themselves live in ``selectors/concern.py``).
+and :mod:`probekit.slice_rows` finds their examples in a pool (the strategies
+themselves live in ``selectors/concern.py``).
 
-String grammar (whitespace around tokens is ignored)::
-
-    SPEC      := [NAME ":"] BODY | FILE.json | JSON
-    BODY      := PREDICATE                          examples matching every clause
-               | "ids:" ID {"," ID} | "ids@" FILE   listed ids (FILE: one id a line, '#' comments, or a .json list)
-               | "query@" FILE | "query:" PREDICATE
-                                                    a query set; probes cover it (facility-location MI)
-               | "bias:" PROTECTED ["," LABEL] ["," "pairs=" COLUMN]
-                                                    balanced over PROTECTED x LABEL, pairs kept together
-               | "rare:" COLUMN ["," "below=" F] | "rare:clusters" ["," "k=" K] ["," "below=" F]
-                                                    every value / embedding cluster equally, rarest first
-    PREDICATE := CLAUSE {"&" CLAUSE}
-    CLAUSE    := COLUMN OP VALUE | COLUMN ("in" | "not in") VALUE {"," VALUE}
-    OP        := "=" | "==" | "!=" | ">" | ">=" | "<" | "<="
-
-Examples: ``topic=astronomy``, ``label in 0,1``, ``elderly: age>=65 & label=1``,
-``ids:toy-00001a,toy-00001b``, ``ids@watch.txt``, ``query@queries.jsonl``,
-``query:topic=astronomy``, ``bias:group,label,pairs=pair_id``, ``rare:topic``,
-``rare:clusters,k=16``, ``specs.json``, ``{"name": "x", "where": {"age": {">=": 65}}}``.
-
-- NAME is the text before the first ``:`` when it holds none of ``= ! < > @ & , " '``
-  and is not a kind word (``ids``, ``query``, ``bias``, ``rare``); a slice named
-  like a kind word needs the dict form. ``background`` is reserved.
-- A VALUE is compared as a number when the column holds numbers (``true``/``false``
-  for booleans) and as text otherwise (``<`` ``>`` then compare text). Quote values
-  holding ``, & : "`` with ``"..."`` or ``'...'``. Missing values never match.
-- ``below=F`` keeps only values (clusters) holding less than the fraction F of the
-  pool; ``k`` is the number of k-means clusters (default: sqrt(N/2) within [2, 32]).
-  A column literally named ``clusters`` is reached with ``rare:column=clusters``.
-- Query files: ``.jsonl`` or ``.json`` rows holding an ``embedding`` (numbers, the
-  pool's embedding dimension) or the id of a pool example (under the pool's id
-  column name or ``id``); a ``.json`` list of vectors; or a ``.npy`` [Q, d] array.
-- A JSON file (``*.json``, paths inside it relative to the file) or inline JSON
-  holds one spec or a list of specs, each a string or a dict::
-
-    {"name": N, "where": {COLUMN: VALUE | {OP: VALUE, ...}} | PREDICATE}
-    {"name": N, "ids": [ID, ...] | FILE}
-    {"name": N, "query": FILE | {"where": ...} | {"ids": [...]} | [[x, ...], ...]}
-    {"name": N, "bias": {"protected": C, "label": C, "pairs": C} | "C,C,pairs=C"}
-    {"name": N, "rare": {"column": C} | {"clusters": K | "auto"}, optionally "below": F, or "C,below=F"}
-
-Default names: the predicate as written (``topic=astronomy``), ``ids:a,b``
-(three ids at most, then ``,...(+N)``),
-``ids@FILE``, ``query@FILE``, ``query:PREDICATE``, ``bias``, ``rare:COLUMN``,
-``rare:clusters``. Every malformed spec is a one-line ``ProbekitUsageError``
-naming the spec and what is allowed; a spec matching no example is an error too.
+The grammar in brief is :data:`GRAMMAR`, with :data:`EXAMPLES` (both defined in
+:mod:`probekit.slice_docs`, importable from here; ``probekit selectors concern``
+prints them). ``docs/slices.md`` is the full reference: every form with a run on
+``builtin:toy-text``, names, value comparison and quoting, query files, the
+JSON/dict forms, default names, and what each form does with the budget.
+Every malformed spec is a one-line ``ProbekitUsageError`` naming the spec and
+what is allowed; a spec matching no example is an error too.
 """
 from __future__ import annotations
 
@@ -66,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
+from probekit.slice_docs import EXAMPLES, GRAMMAR  # noqa: F401  (re-exported)
 
 KINDS = ("ids", "query", "bias", "rare")
 RESERVED_NAMES = ("background",)
@@ -206,6 +168,10 @@ def _options(body: str, kind: str, source: Any, positional: tuple, keys: tuple) 
         elif key in keys and key not in out:
             out[key] = value
             keyed.add(key)
+        elif kind == "rare" and i == 0 and key not in keys:  # rare:topic=astronomy: one value was meant
+            raise usage(source, f"rare:COLUMN spreads its share over every value of the column, it takes no "
+                                f"value; to target {key}={value} alone, write the predicate '{key}={value}' "
+                                f"(or rare:{key},below=F for every value under the fraction F of the pool)", allowed)
         else:
             raise usage(source, f"unknown or repeated option {key!r}", allowed)
     return out, keyed

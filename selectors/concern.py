@@ -35,7 +35,10 @@ budget:
   round robin, rarest value first; so with 9 values, one holding 2% of the pool
   gets 1/9 of the slice. ``below=F`` keeps only values under the fraction F of
   the pool. Probes are labelled ``NAME=VALUE`` (``rare:topic=astronomy``;
-  clusters by size rank, 0 the smallest).
+  clusters by size rank, 0 the smallest). To target one value rather than
+  every value, write a predicate (``topic=astronomy``), or
+  ``rare:topic,below=0.05`` for every value under 5% of the pool without
+  naming it (on ``builtin:toy-text`` both give the 46 astronomy examples).
 - **query** (``query@FILE`` / ``query:PREDICATE``): greedy facility-location
   mutual information (submodlib's FLMI) between the chosen probes A and the
   query set Q over the whole pool,
@@ -54,6 +57,9 @@ budget:
 
 Every probe carries its slice's label (``Ranking.slices``): the slice name,
 ``NAME=VALUE`` in rare slices, ``background`` for background probes.
+
+The slice grammar: ``probekit selectors concern``; every form, run on
+``builtin:toy-text``: ``docs/slices.md``.
 """
 from __future__ import annotations
 
@@ -98,7 +104,7 @@ class ConcernSelector(Selector):
                  similarity: str = "cosine", eta: float = 1.0, max_query: int = 256,
                  embedder: Embedder | None = None, embedding_field: str | None = None,
                  text_field: str | None = None) -> None:
-        self.slices = slices  # spec strings / dicts (probekit.slice_spec); the CLI's --slice
+        self.slices = slices  # spec strings / dicts (grammar below; docs/slices.md); the CLI's --slice
         self.budget = budget  # weights per slice (list, or {name: weight}); None: equal
         self.background = background  # share of uniformly random background probes; 0: only after the slices
         self.similarity = similarity  # cosine: scale-free, submodlib's default for FLMI

@@ -39,6 +39,15 @@ Seeds
     would make component 1 of seed 0 equal component 0 of seed 1).
     A mixture is stochastic when any of its components is.
 
+Shared parameters
+    ``text_field``, ``embedding_field`` and ``slices`` (the CLI's ``--text-field``,
+    ``--embedding-field`` and ``--slice``) go to every component whose own
+    parameters include them, unless that component's ``params`` set them
+    itself (``--text-field prompt`` reaches ``cluster`` and ``concern``, not
+    ``random``). One that reaches no component is an error. The provenance
+    records, per component, its parameters as run and which it took from the
+    mixture (``inherited``).
+
 Slices: the component's label (its strategy name, with ``#i`` appended when a
 name appears twice), followed by ``/`` and the component's own slice label
 when it has one (``concern/rare:topic``). Scores are not carried over (the
@@ -63,6 +72,8 @@ if TYPE_CHECKING:
     from probekit.pool import Pool
 
 _WHERE = "The 'components' parameter of MixtureSelector"
+#: Parameters handed to the components that take them (the CLI's flags of the same meaning).
+SHARED = {"text_field": "--text-field", "embedding_field": "--embedding-field", "slices": "--slice"}
 _FORMS = "a list of (name, weight[, params]) or {'strategy', 'weight', 'params'} entries, or 'name:weight,...'"
 
 
@@ -150,16 +161,40 @@ def _labels(components: list[Component]) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}#{i}" for i, name in enumerate(names)]
 
 
+def _takers(name: str) -> str:
+    """The registered strategies with a parameter ``name`` (for error messages)."""
+    from probekit.registry import SELECTORS
+
+    found = []
+    for strategy in SELECTORS.names():
+        try:
+            cls = SELECTORS.load(strategy)
+        except ProbekitError:  # a broken plugin must not hide the answer
+            continue
+        if name in cls._param_names() and not issubclass(cls, MixtureSelector):
+            found.append(strategy)
+    return ", ".join(found) or "none"
+
+
 class MixtureSelector(Selector):
     """Strategies composed with budgets (e.g. 75% cluster + 25% concern), deduplicated and nested."""
 
     name: ClassVar[str] = "mixture"
-    _constraints: ClassVar[dict[str, Any]] = {"components": AnyOf(list, tuple, str)}
+    _constraints: ClassVar[dict[str, Any]] = {
+        "components": AnyOf(list, tuple, str),
+        "text_field": AnyOf(None, str),
+        "embedding_field": AnyOf(None, str),
+        "slices": AnyOf(None, str, dict, list, tuple),
+    }
 
-    def __init__(self, *, components: list | tuple | str = "cluster:0.75,random:0.25") -> None:
+    def __init__(self, *, components: list | tuple | str = "cluster:0.75,random:0.25",
+                 text_field: str | None = None, embedding_field: str | None = None, slices: Any = None) -> None:
         # Default: coverage of embedding space, plus a random quarter so that every prefix
         # keeps an unbiased sample (concern needs slices named, so it cannot be a default).
         self.components = components
+        self.text_field = text_field  # text column to embed; to each component taking it that sets none
+        self.embedding_field = embedding_field  # embeddings column; to each component taking it that sets none
+        self.slices = slices  # slice specs; to each component taking slices (concern) that sets none
 
     @property  # type: ignore[override]  # per instance: depends on the components
     def stochastic(self) -> bool:
@@ -170,23 +205,38 @@ class MixtureSelector(Selector):
         except ProbekitError:
             return True  # unparseable or unknown: select() will say why
 
-    def _selectors(self) -> list[tuple[Component, Selector]]:
+    def _selectors(self) -> list[tuple[Component, Selector, list[str]]]:
+        """Each component, its selector, and the names of the shared parameters it takes from the mixture."""
         from probekit.registry import SELECTORS, make_selector
 
-        built = []
+        shared = {k: getattr(self, k) for k in SHARED if getattr(self, k) is not None}
+        built, takers = [], {k: [] for k in shared}
         for i, c in enumerate(parse_components(self.components)):
             try:
-                if issubclass(SELECTORS.load(c.strategy), MixtureSelector):
+                cls = SELECTORS.load(c.strategy)
+                if issubclass(cls, MixtureSelector):
                     raise ProbekitUsageError(
                         f"{_WHERE}: component {i} ({c.strategy}) is a mixture; mixtures do not nest."
                     )
-                selector = make_selector(c.strategy, **c.params)
+                accepted = set(cls._param_names())
+                inherited = {k: v for k, v in shared.items() if k in accepted and k not in c.params}
+                for k in shared.keys() & accepted:
+                    takers[k].append(c.strategy)
+                selector = make_selector(c.strategy, **c.params, **inherited)
                 selector.validate_params()
             except ProbekitUsageError as exc:
                 if str(exc).startswith(_WHERE):
                     raise
                 raise ProbekitUsageError(f"mixture component {i} ({c.strategy}): {exc}") from exc
-            built.append((c, selector))
+            built.append((c, selector, sorted(inherited)))
+        for name, value in shared.items():
+            if not any(name in taken for _, _, taken in built):
+                names = ", ".join(c.strategy for c, _, _ in built)
+                why = (f"every component taking it ({', '.join(takers[name])}) sets its own" if takers[name]
+                       else f"none of its components ({names}) takes it; strategies that do: {_takers(name)}")
+                raise ProbekitUsageError(
+                    f"The {name!r} parameter of MixtureSelector ({SHARED[name]} on the command line) must reach a "
+                    f"component, but {why}. Got {value!r} instead.")
         return built
 
     def _check_params(self, pool: "Pool") -> None:
@@ -194,11 +244,11 @@ class MixtureSelector(Selector):
 
     def _rank(self, pool: "Pool", n: int, seed: int) -> Ranking:
         built = self._selectors()
-        labels = _labels([c for c, _ in built])
-        total = sum(c.weight for c, _ in built)
-        shares = [c.weight / total for c, _ in built]
+        labels = _labels([c for c, _, _ in built])
+        total = sum(c.weight for c, _, _ in built)
+        shares = [c.weight / total for c, _, _ in built]
         rankings, positions = [], []
-        for i, (c, selector) in enumerate(built):
+        for i, (c, selector, _) in enumerate(built):
             # The pool is already canonical and validated: run the component's own steps of
             # Selector.select without building (and fingerprinting) a ProbeSet per component.
             try:
@@ -229,8 +279,9 @@ class MixtureSelector(Selector):
         info = {
             "components": [
                 {"label": labels[i], "strategy": c.strategy, "share": shares[i], "seed": component_seed(seed, i),
-                 "count": count[i], "skipped_duplicates": cursor[i] - count[i], "info": rankings[i].info}
-                for i, (c, _) in enumerate(built)
+                 "count": count[i], "skipped_duplicates": cursor[i] - count[i],
+                 "params": selector.provenance_params(), "inherited": inherited, "info": rankings[i].info}
+                for i, (c, selector, inherited) in enumerate(built)
             ],
             "counts": {labels[i]: count[i] for i in range(len(built))},
         }
