@@ -15,8 +15,9 @@ loaded from a file) and adds three things selectors and probe sets rely on:
   included), value and the row order; see :func:`table_fingerprint`.
 * small conveniences: ``index_of(ids)``, ``rows(indices)``, ``column(name)``.
 
-``datasets`` and ``pyarrow`` are imported inside the functions that need them
-so that ``import probekit`` stays cheap.
+Files are read by :func:`probekit.pool_files.read_pool_file`, which names the
+line or the fault of a file it cannot read.  ``datasets`` and ``pyarrow`` are
+imported inside the functions that need them so that ``import probekit`` stays cheap.
 """
 from __future__ import annotations
 
@@ -34,13 +35,11 @@ import numpy as np
 
 from probekit.errors import ProbekitUsageError
 from probekit.params import AnyOf, validate
+# File reading lives in probekit.pool_files; the old private names stay importable from here.
+from probekit.pool_files import _ALLOWED, _LOADERS, _read_file, _short, read_pool_file  # noqa: F401
 
 #: Name of the column holding derived ids (and of the id column pools prefer).
 ID_COLUMN = "probe_id"
-
-# Extension -> loader.  Directories are read with ``datasets.load_from_disk``.
-_LOADERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
-_ALLOWED = ", ".join(_LOADERS) + " or a datasets save_to_disk directory"
 
 # Rows per batch when hashing: bounded memory, and batch boundaries are fixed
 # row ranges (never Arrow chunk boundaries) so the fingerprint ignores chunking.
@@ -156,56 +155,6 @@ def _derive_ids(table: Any) -> list[str]:
     return ids
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
-def _read_file(p: Path, kind: str) -> Any:
-    import datasets
-
-    if kind == "json" and _first_char(p) == "[":
-        # A JSON array of records.  datasets reads these through pandas, whose
-        # default float parser is not exact (1/7 comes back one ulp off), so the
-        # fingerprint would not match the same data in jsonl/csv; parse them here.
-        with open(p, encoding="utf-8") as fh:
-            records = json.load(fh)
-        if not all(isinstance(r, dict) for r in records):
-            raise ProbekitUsageError(f"pool file {str(p)!r} must be a JSON array of objects or JSON lines.")
-        if not records:
-            raise ProbekitUsageError(f"pool file {str(p)!r} is empty: a pool needs at least one row.")
-        return datasets.Dataset.from_list(records)
-    loader = {
-        "json": datasets.Dataset.from_json,
-        "csv": datasets.Dataset.from_csv,
-        "parquet": datasets.Dataset.from_parquet,
-        "arrow": datasets.Dataset.from_file,
-    }[kind]
-    # datasets draws a "Generating train split" bar for every file it converts:
-    # worth seeing on a terminal for a large file, noise in logs and tests. Hush
-    # it when stderr is not a terminal, for this call only, and leave the
-    # user's setting as it was.
-    import sys
-
-    from datasets.utils import logging as ds_logging
-
-    was_enabled = ds_logging.is_progress_bar_enabled()
-    if not sys.stderr.isatty():
-        ds_logging.disable_progress_bar()
-    try:
-        return loader(str(p))
-    finally:
-        if was_enabled:
-            ds_logging.enable_progress_bar()
-
-
-def _first_char(p: Path) -> str:
-    with open(p, "rb") as fh:
-        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head[:1].decode("latin-1")
-
-
 class Pool:
     """Candidate examples with stable ids and a content fingerprint.
 
@@ -285,40 +234,12 @@ class Pool:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, id_field: str | None = None) -> "Pool":
-        """Load a .jsonl/.json, .csv, .parquet or .arrow file, or a save_to_disk directory."""
-        import datasets
+        """Load a .jsonl/.json, .csv, .parquet or .arrow file, or a save_to_disk directory.
 
-        p = Path(path)
-        if not p.exists():
-            raise ProbekitUsageError(f"pool file {str(p)!r} does not exist; expected {_ALLOWED}.")
-        if p.is_dir():
-            try:
-                dataset = datasets.load_from_disk(str(p))
-            except Exception as exc:  # noqa: BLE001 - foreign library boundary
-                raise ProbekitUsageError(
-                    f"pool directory {str(p)!r} is not a datasets save_to_disk directory: {_short(exc)}"
-                ) from exc
-        else:
-            kind = _LOADERS.get(p.suffix.lower())
-            if kind is None:
-                raise ProbekitUsageError(
-                    f"pool file {str(p)!r} has unknown extension {p.suffix!r}; allowed: {_ALLOWED}."
-                )
-            if p.stat().st_size == 0:
-                raise ProbekitUsageError(f"pool file {str(p)!r} is empty: a pool needs at least one row.")
-            try:
-                dataset = _read_file(p, kind)
-            except ProbekitUsageError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - foreign library boundary
-                root = exc
-                while root.__cause__ is not None or root.__context__ is not None:
-                    root = root.__cause__ or root.__context__
-                if isinstance(root, StopIteration) or "corresponds to no data" in str(root):
-                    raise ProbekitUsageError(f"pool file {str(p)!r} is empty: a pool needs at least one row.") from exc
-                reason = _short(root)
-                raise ProbekitUsageError(f"pool file {str(p)!r} could not be read as {kind}: {reason}") from exc
-        return cls(dataset, id_field, name=str(p))
+        A file that cannot be read raises :class:`ProbekitUsageError` with one
+        line naming the file and the fault (see :mod:`probekit.pool_files`).
+        """
+        return cls(read_pool_file(path), id_field, name=str(Path(path)))
 
     # -- views --------------------------------------------------------------
     def __len__(self) -> int:
@@ -353,6 +274,18 @@ class Pool:
         if self._fingerprint is None:
             self._fingerprint = table_fingerprint(self._base_table(self._row_map()))
         return self._fingerprint
+
+    @property
+    def content_fingerprint(self) -> str:
+        """sha256 hex of the pool's rows taken in id order: the same for any row order; cached.
+
+        Selections are row-order invariant, so a probe set made from a shuffled
+        copy of this pool picks the same examples; this is how it is recognised.
+        """
+        if getattr(self, "_content_fingerprint", None) is None:
+            table = self._base_table(self._row_map()).take(self.canonical_order)
+            self._content_fingerprint = table_fingerprint(table)
+        return self._content_fingerprint
 
     def column(self, name: str) -> np.ndarray:
         """One column as a numpy array: numeric dtype (nulls become NaN), or object for
@@ -403,7 +336,7 @@ class Pool:
         view.id_field, view.name = self.id_field, self.name
         view._ids = self._ids[order]
         view._ids.flags.writeable = False
-        view._fingerprint = view._positions = view._canonical = None
+        view._fingerprint = view._positions = view._canonical = view._content_fingerprint = None
         return view
 
     def _row_map(self) -> Any:

@@ -307,10 +307,16 @@ class ProbeSet:
         """
         recorded = self.provenance.pool_fingerprint
         if not ignore_fingerprint and recorded is not None and recorded != pool.fingerprint:
-            raise PoolMismatchError(
-                f"probe set was made from pool {recorded[:12]} but pool {pool.name!r} is {pool.fingerprint[:12]}; "
-                "pass ignore_fingerprint=True (CLI: --ignore-fingerprint) to match probes by id."
-            )
+            same_rows = self.provenance.info.get("pool_content_fingerprint")
+            if same_rows is not None and same_rows == pool.content_fingerprint:
+                ignore_fingerprint = True  # the same examples in another row order: re-index by id
+            else:
+                raise PoolMismatchError(
+                    f"probe set was made from pool {recorded[:12]} (ids: {_id_source(self.provenance.info.get('pool_id_field'))}) "
+                    f"but pool {pool.name!r} is {pool.fingerprint[:12]} (ids: {_id_source(pool.id_field)}); "
+                    "give the same --id-field, or pass ignore_fingerprint=True (CLI: --ignore-fingerprint) "
+                    "to match probes by id."
+                )
         known = set(pool.ids.tolist())
         missing = [v for v in self.ids if v not in known]
         if missing:
@@ -341,6 +347,14 @@ class ProbeSet:
         from probekit.probeset_file import load
 
         return load(path)
+
+
+def _id_source(id_field: str | None) -> str:
+    from probekit.pool import ID_COLUMN
+
+    if id_field is None:
+        return "not recorded"
+    return "derived from content" if id_field == ID_COLUMN else f"column {id_field!r}"
 
 
 def _rebuild(ids, indices, slices, scores, provenance) -> ProbeSet:

@@ -139,7 +139,8 @@ class Selector(ParamsMixin, ABC):
         return ProbeSet.from_indices(
             pool, order[idx], strategy=self.name, params=self.provenance_params(),
             seed=int(seed), slices=slices, scores=scores,
-            info={"pool": _pool_source(pool), "pool_id_field": pool.id_field, **describe_param(ranking.info)},
+            info={"pool": _pool_source(pool), "pool_id_field": pool.id_field,
+                  "pool_content_fingerprint": pool.content_fingerprint, **describe_param(ranking.info)},
         )
 
     def provenance_params(self) -> dict[str, Any]:

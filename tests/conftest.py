@@ -16,3 +16,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def text_pool(tmp_path):
+    """A user's own text pool: 120 jsonl rows with an id column, a prompt, a topic (one rare) and a label."""
+    import json
+
+    topics = ["sports", "cooking", "music"]
+    rows = []
+    for i in range(120):
+        topic = "rare" if i % 20 == 0 else topics[i % 3]
+        rows.append({"uid": f"u{i:03d}", "prompt": f"a {topic} sentence {i} about {'xyz'[i % 3]} {topic}",
+                     "topic": topic, "label": i % 2})
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -220,8 +220,8 @@ def test_validate_against_other_pool(pool):
     ps = ProbeSet.from_indices(pool, [3, 1], strategy="random")
     other = Pool.from_dict({"key": [f"k{i}" for i in range(20)], "text": TEXTS[:-1] + ["changed"], "group": GROUPS},
                            id_field="key")
-    message = (rf"made from pool {pool.fingerprint[:12]} but pool '<memory>' is {other.fingerprint[:12]}; "
-               r"pass ignore_fingerprint=True")
+    message = (rf"made from pool {pool.fingerprint[:12]} \(ids: not recorded\) but pool '<memory>' is "
+               rf"{other.fingerprint[:12]} \(ids: column 'key'\); give the same --id-field, or pass ignore_fingerprint=True")
     with pytest.raises(PoolMismatchError, match=message):
         ps.validate_against(other)
     # Same ids, same positions: matching by id gives the same indices and the new pool's fingerprint.

@@ -40,13 +40,22 @@ def pool_for(probeset, data: str | None, id_field: str | None = None, ignore_fin
         raise PoolUnreachableError(
             f"the pool this probe set came from ({source}) is not there any more; give --data PATH."
         )
-    if id_field is None and data is None:
+    given_id_field = id_field
+    if id_field is None and not source.startswith(BUILTIN_PREFIX):
         from probekit.pool import ID_COLUMN
 
         recorded = probeset.provenance.info.get("pool_id_field")
-        if recorded != ID_COLUMN and not source.startswith(BUILTIN_PREFIX):
-            id_field = recorded  # derived ids are derived again; a named id column is reused
-    pool = load_pool(source, id_field)
+        if recorded is not None and recorded != ID_COLUMN:
+            id_field = recorded  # derived ids are derived again; the id column it was selected with is reused
+    try:
+        pool = load_pool(source, id_field)
+    except ProbekitUsageError as exc:
+        if given_id_field is not None or id_field is None:
+            raise
+        raise ProbekitUsageError(
+            f"{exc} (--id-field {id_field!r} is the id column the probe set was selected with; "
+            "give --id-field for this pool)"
+        ) from None
     probeset = probeset.validate_against(pool, ignore_fingerprint=ignore_fingerprint)
     return pool, probeset
 
