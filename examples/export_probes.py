@@ -1,13 +1,15 @@
 """Export a probe set for other tools, then read every export back and check it is the same set.
 
 1. ``probekit select`` picks probes from a pool of prompts (JSONL, an ``id`` column);
-2. ``probekit export --format lm-eval`` writes ``{task: [doc indices]}``, the file
+2. ``probekit export --format lm-eval`` writes ``{task: [doc indices]}`` (sorted: the
+   harness logs the k-th document it evaluates as doc_id = list[k]), the file
    lm-evaluation-harness takes with ``--samples`` (``lm_eval --tasks TASK --samples
    samples.json``) to evaluate only those documents;
 3. ``probekit export --format datasets`` writes the probe rows, in rank order,
    as a ``datasets`` ``save_to_disk`` directory (``datasets.load_from_disk``);
 4. both are read back (``probekit.export.read_lm_eval``, ``datasets.load_from_disk``)
-   and compared with the original probe set, id by id, rank by rank.
+   and compared with the original probe set: the lm-eval file as a set (it holds
+   no ranking), the datasets directory id by id, rank by rank.
 
 For lm-evaluation-harness the pool's row order must be the task's document
 order: export the task's documents as the pool, then select from it.
@@ -70,7 +72,7 @@ def main() -> None:
     original = ProbeSet.load(probes_path)
     pool = Pool.from_file(pool_path, id_field="id")
     back = read_lm_eval(samples, pool, task=args.task)
-    if list(back.ids) != list(original.ids):
+    if list(back.ids) != sorted(original.ids, key=lambda i: int(pool.index_of(i)[0])):
         raise SystemExit("the lm-eval export did not round-trip")
     ds = datasets.load_from_disk(rows)
     if list(ds["probe_id"]) != list(original.ids) or list(ds["probe_rank"]) != list(range(len(original))):
@@ -79,7 +81,7 @@ def main() -> None:
         indices = json.load(fh)[args.task]
     print(f"{len(original)} probes; lm-eval --samples file {samples}: {{{args.task!r}: {indices[:5]}...}}; "
           f"datasets dir {rows}: {ds.num_rows} rows, columns {ds.column_names}")
-    print("read back: same ids in the same rank order from both exports")
+    print("read back: the same ids from both exports (lm-eval in pool order, datasets in rank order)")
 
 
 if __name__ == "__main__":
