@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import traceback
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from probekit.eval.signals import SCALAR_SIGNALS, SignalSpec
 __all__ = ["FULL", "QUICK", "BenchGrid", "RuleSpec", "run_grid"]
 
 STRATEGIES = ("random", "cluster", "gradient")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -243,8 +245,11 @@ class GridResult:
 
 def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
              cache_dir: str | os.PathLike | None = None, progress: bool | None = None) -> GridResult:
-    """Compute every cell not already in ``out_dir/cells`` (same grid key); return all cells in grid order."""
-    from tqdm.auto import tqdm
+    """Compute every cell not already in ``out_dir/cells`` (same grid key); return all cells in grid order.
+
+    ``progress``: bars for the recordings and the cells (None: on a terminal only); without
+    them, a line per trajectory and per finished job at INFO (``probekit -v``)."""
+    from probekit.progress import Progress
 
     grid.check()
     cells_dir = Path(out_dir) / "cells" / grid.key()
@@ -255,6 +260,8 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
 
         require_devinterp()
     cells_dir.mkdir(parents=True, exist_ok=True)
+    log.info("bench grid %s: %d cells to compute, %d finished before", grid.key(), len(todo),
+             len(grid.cells()) - len(todo))
     cache = None if cache_dir is None else str(cache_dir)
     if todo:  # record (or verify) every trajectory first, runs in parallel; cells then only read them
         from probekit.eval.suite import run_suite
@@ -267,7 +274,8 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
             from probekit.eval.peers import checkpoint_every, family_of
 
             every = {n: checkpoint_every(n, grid.preset) for n in names if family_of(n) in peer_families}
-        run_suite(names, list(grid.seeds), preset=grid.preset, jobs=jobs, cache_dir=cache, checkpoint_every=every)
+        run_suite(names, list(grid.seeds), preset=grid.preset, jobs=jobs, cache_dir=cache, checkpoint_every=every,
+                  progress=progress)
         if peer_families:
             _llc_series(grid, [n for n in names if n in every], jobs, cache, progress)
     groups: dict[tuple[str, str], list[dict]] = {}  # one job per (family, design): its rankings are computed once
@@ -279,13 +287,14 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
         with atomic_file(cells_dir / f"{_cell_name(result)}.json") as tmp:
             tmp.write_text(json.dumps(result, indent=1, sort_keys=True, default=float) + "\n")
 
-    bar = tqdm(total=len(todo), desc="bench cells", unit="cell", disable=None if progress is None else not progress)
+    bar = Progress(len(todo), "bench cells", unit="cell", logger=log, enabled=progress,
+                   line="scored {n}/{total} cells")
     try:
         if jobs <= 1:
             for job in jobs_list:
                 for result in _job_fn(job)(job):
                     save(result)
-                bar.update(len(job[3]))
+                bar.update(len(job[3]), f"{job[1]} {job[2]}")
         else:
             broken = _run_pool(jobs_list, jobs, save, bar)
             # A worker that dies (a crash, the OOM killer) breaks the whole pool, so every job still in
@@ -296,6 +305,7 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
                     for c in lost[3]:
                         save({**c, "points": [], "error": "the worker process died while computing this cell "
                                                           "(a crash or the out-of-memory killer)"})
+                    bar.update(len(lost[3]), f"{lost[1]} {lost[2]}: its worker died")
     finally:
         bar.close()
     cells = [json.loads((cells_dir / f"{_cell_name(c)}.json").read_text()) for c in grid.cells()]
@@ -306,22 +316,23 @@ def _llc_series(grid: BenchGrid, names: list[str], jobs: int, cache: str | None,
     """Estimate (or load) the LLC series of every run the peer cells need, runs in parallel.
 
     A run that fails here fails again, with its error, in the peer cells that need it."""
-    from tqdm.auto import tqdm
-
     from probekit.eval.peers import llc_job
+    from probekit.eval.suite import worker_pool
+    from probekit.progress import Progress
 
     work = [(n, grid.preset, s, cache) for n in names for s in grid.seeds]
-    bar = tqdm(total=len(work), desc="LLC series", unit="run", disable=None if progress is None else not progress)
+    bar = Progress(len(work), "LLC series", unit="run", logger=log, enabled=progress,
+                   line="estimated {n}/{total} LLC series")
     try:
         if jobs <= 1:
             for job in work:
                 llc_job(job)
-                bar.update(1)
+                bar.update(1, f"{job[0]} seed {job[2]}")
         else:
             try:
-                with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                    for _ in pool.map(llc_job, work):
-                        bar.update(1)
+                with worker_pool(jobs) as pool:
+                    for job, _ in zip(work, pool.map(llc_job, work)):
+                        bar.update(1, f"{job[0]} seed {job[2]}")
             except BrokenProcessPool:  # a worker died: the peer jobs compute what is missing, or record why not
                 pass
     finally:
@@ -342,15 +353,19 @@ def _job_fn(job: tuple) -> Any:
 
 
 def _run_pool(jobs_list: list, workers: int, save: Any, bar: Any) -> list:
-    """Run jobs in spawned worker processes, saving each job's cells; return the jobs lost to a broken pool."""
+    """Run jobs in spawned worker processes (``worker_pool``: they die with this process), saving
+    each job's cells as it finishes; return the jobs lost to a broken pool, in submission order."""
+    from probekit.eval.suite import worker_pool
+
     lost = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_job_fn(job), job) for job in jobs_list]
-        for job, fut in zip(jobs_list, futures):
+    with worker_pool(workers) as pool:
+        futures = {pool.submit(_job_fn(job), job): k for k, job in enumerate(jobs_list)}
+        for fut in as_completed(futures):
+            job = jobs_list[futures[fut]]
             try:
                 for result in fut.result():
                     save(result)
-                bar.update(len(job[3]))
+                bar.update(len(job[3]), f"{job[1]} {job[2]}")
             except BrokenProcessPool:
-                lost.append(job)
-    return lost
+                lost.append(futures[fut])
+    return [jobs_list[k] for k in sorted(lost)]

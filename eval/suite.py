@@ -11,12 +11,18 @@ onset and a matching control run, or its false-alarm figures are empty"):
 - either: one run within :data:`BUDGET_SECONDS` on one thread.
 
 ``run_suite`` records (or loads) in worker processes, one torch thread each,
-so ``jobs = 2`` uses both cores of a small machine.
+so ``jobs = 2`` uses both cores of a small machine. Its workers, and the
+benchmark's, come from :func:`worker_pool`: they die with the process that
+started them, even when it is killed with SIGKILL.
 """
 from __future__ import annotations
 
+import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -25,7 +31,9 @@ import numpy as np
 
 from probekit.eval.reference import Transition
 
-__all__ = ["BUDGET_SECONDS", "QUIET_FRACTION", "QUIET_RECORDS", "SuiteRow", "problems", "run_suite"]
+__all__ = ["BUDGET_SECONDS", "QUIET_FRACTION", "QUIET_RECORDS", "SuiteRow", "problems", "run_suite", "worker_pool"]
+
+log = logging.getLogger(__name__)
 
 QUIET_RECORDS = 60
 QUIET_FRACTION = 0.10
@@ -93,14 +101,83 @@ def problems(
     return out
 
 
-def _one(job: tuple) -> SuiteRow:
+# -- worker processes ------------------------------------------------------------
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes (a fresh interpreter each: torch and fork do not
+    mix well) that exit within a second of this process's death, however it dies, and draw
+    no progress bars (their stderr is this process's terminal)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
+
+
+def _worker_init(parent: int) -> None:
+    from probekit.progress import disable_bars
+
+    disable_bars()
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int, *, pdeathsig: bool = True, interval: float = 0.25) -> None:
+    """Make this process exit soon after process ``parent`` (the one that owns its work) dies.
+
+    A SIGKILLed parent runs no cleanup, so its workers would be re-parented and compute on for
+    minutes. On Linux, when ``parent`` is this process's own parent (the spawn start method),
+    the kernel sends SIGTERM at its death (PR_SET_PDEATHSIG). Everywhere, a daemon thread
+    checks every ``interval`` seconds and calls ``os._exit`` once it is gone (the fallback
+    for other systems, for a parent that is not the immediate one, e.g. under forkserver,
+    and for a SIGTERM handler that does not exit). The multiprocessing resource tracker
+    exits by itself when the last process holding its pipe, parent or worker, is gone.
+    """
+    direct = os.getppid() == parent
+    if pdeathsig and direct and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no prctl: the thread alone watches
+            pass
+    if _parent_gone(parent, direct):  # it died before the watch began
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent, direct, interval), name="probekit-watch-parent",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int, direct: bool, interval: float) -> None:
+    while not _parent_gone(parent, direct):
+        time.sleep(interval)
+    os._exit(1)
+
+
+def _parent_gone(parent: int, direct: bool) -> bool:
+    if direct:  # an orphan is re-parented (to init or a subreaper) the moment its parent dies
+        return os.getppid() != parent
+    try:
+        with open(f"/proc/{parent}/stat", "rb") as fh:  # dead but not yet reaped: state Z
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc: ask the kernel (a zombie counts as alive here)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+
+def _one(job: tuple) -> tuple[SuiteRow, bool, float]:
+    """Record (or load) one run; the row, whether it was recorded now, and the seconds taken."""
     name, preset, seed, cache_dir, rebuild, checkpoint_every = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from probekit.eval.runner import get_reference_run, load_or_record
 
+    t0 = time.perf_counter()
+    recorded: list = []
     traj = load_or_record(name, preset, seed, cache_dir=cache_dir, rebuild=rebuild, progress=False,
-                          checkpoint_every=checkpoint_every)
-    return SuiteRow.from_trajectory(traj, get_reference_run(name).kind)
+                          checkpoint_every=checkpoint_every, on_record=recorded.append)
+    return SuiteRow.from_trajectory(traj, get_reference_run(name).kind), bool(recorded), time.perf_counter() - t0
 
 
 def run_suite(
@@ -112,20 +189,36 @@ def run_suite(
     cache_dir: str | os.PathLike | None = None,
     rebuild: bool = False,
     checkpoint_every: dict[str, int] | None = None,
+    progress: bool | None = None,
 ) -> list[SuiteRow]:
     """Record (or load) every name x seed; rows in the order of ``names`` then ``seeds``.
 
     ``checkpoint_every`` maps a run name to the record stride of its kept checkpoints (see
-    ``load_or_record``); runs it does not name keep only init and early.
+    ``load_or_record``); runs it does not name keep only init and early. ``progress``: a bar
+    (None: on a terminal only); without one, a line per run at INFO.
     """
+    from probekit.progress import Progress
+
     every = checkpoint_every or {}
     work = [(n, preset, s, None if cache_dir is None else str(Path(cache_dir)), rebuild, int(every.get(n, 0)))
             for n in names for s in seeds]
-    if jobs <= 1:
-        return [_one(job) for job in work]
-    # spawn: a fresh interpreter per worker (torch and fork do not mix well)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_one, work))
+    rows: dict[int, SuiteRow] = {}
+    with Progress(len(work), "trajectories", unit="run", logger=log, enabled=progress,
+                  line="recorded {n}/{total} trajectories") as bar:
+        def done(i: int, result: tuple[SuiteRow, bool, float]) -> None:
+            rows[i], recorded, seconds = result
+            how = f"{seconds:.1f} s" if recorded else "cached"
+            bar.update(1, f"{work[i][0]} seed {work[i][2]}, {how}")
+
+        if jobs <= 1:
+            for i, job in enumerate(work):
+                done(i, _one(job))
+        else:
+            with worker_pool(jobs) as pool:
+                futures = {pool.submit(_one, job): i for i, job in enumerate(work)}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+    return [rows[i] for i in range(len(work))]
 
 
 def onset_table(rows: list[SuiteRow]) -> str:

@@ -49,6 +49,7 @@ over the examples one by one instead.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import zlib
 from typing import Any, Callable, Sequence
@@ -308,9 +309,10 @@ def _badge_batch(model, lin, loss_fn, fixed, args, targets, a, b, owner, check) 
 
 def _batches(n: int, batch_size: int, desc: str):
     """Batch starts with a progress bar (shown only on a terminal, gone when done)."""
-    from tqdm import tqdm
+    from probekit.progress import Progress
 
-    return tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=None, leave=False)
+    starts = range(0, n, batch_size)
+    return Progress(len(starts), desc, unit="batch", logger=logging.getLogger(__name__), every=10.0).track(starts)
 
 
 def gradient_sketches(

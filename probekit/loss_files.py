@@ -27,6 +27,7 @@ class LossMatrix:
     steps: np.ndarray  # [records] int64
     probe_ids: list[str]
     source: str
+    steps_given: bool = True  # False: the file had no steps, so ``steps`` are the row numbers
 
 
 def read_loss_matrix(path: str | Path, steps_column: str | None = None) -> LossMatrix:
@@ -123,6 +124,7 @@ def _check(p: Path, losses, steps, ids) -> LossMatrix:
     if not (np.issubdtype(losses.dtype, np.floating) or np.issubdtype(losses.dtype, np.integer)):
         raise ProbekitUsageError(f"loss file {p.name!r} holds {losses.dtype} values, not numbers.")
     t, n = losses.shape
+    steps_given = steps is not None
     if steps is None:
         steps = np.arange(t, dtype=np.int64)
     else:
@@ -143,4 +145,4 @@ def _check(p: Path, losses, steps, ids) -> LossMatrix:
         ids = [str(i) for i in range(n)]
     elif len(ids) != n:
         raise ProbekitUsageError(f"{p.name!r} names {len(ids)} probes but holds {n} columns.")
-    return LossMatrix(losses.astype(np.float64), steps.astype(np.int64), list(ids), str(p))
+    return LossMatrix(losses.astype(np.float64), steps.astype(np.int64), list(ids), str(p), steps_given)

@@ -54,6 +54,7 @@ empty clusters and the number of medoids.
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -61,10 +62,13 @@ import numpy as np
 from probekit.embedders.base import Embedder, resolve_embedder
 from probekit.errors import ProbekitUsageError
 from probekit.params import AnyOf, Interval, Options
+from probekit.progress import stage
 from probekit.selectors.base import Ranking, Selector, describe_param
 
 if TYPE_CHECKING:
     from probekit.pool import Pool
+
+log = logging.getLogger(__name__)
 
 #: ``n_clusters="auto"`` uses min(AUTO_MAX_CLUSTERS, distinct feature vectors).
 AUTO_MAX_CLUSTERS = 512
@@ -227,8 +231,9 @@ class ClusterSelector(Selector):
         k = min(AUTO_MAX_CLUSTERS, n) if self.n_clusters == "auto" else int(self.n_clusters)
 
         def run(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-            return kmeans(x, k, n_iter=self.n_iter, seed=seed, init=self.init,
-                          max_points_per_centroid=self.max_points_per_centroid)
+            with stage(f"k-means: {k} clusters of {n} points, {self.n_iter} iterations", logger=log):
+                return kmeans(x, k, n_iter=self.n_iter, seed=seed, init=self.init,
+                              max_points_per_centroid=self.max_points_per_centroid)
 
         centroids, assignment, sq_dist, info = run(k)
         if info["empty_clusters"] or count_distinct(centroids) < k:  # duplicate rows? count them exactly

@@ -41,6 +41,7 @@ torch model does, a lambda ``loss`` does not (use a module-level function).
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
@@ -50,10 +51,13 @@ from torch.nn import functional as F
 from probekit.errors import ProbekitUsageError
 from probekit.grad_sketch import gradient_sketches
 from probekit.params import AnyOf, Interval, Options
+from probekit.progress import Progress, stage
 from probekit.selectors.base import Ranking, Selector
 
 if TYPE_CHECKING:
     from probekit.pool import Pool
+
+log = logging.getLogger(__name__)
 
 __all__ = ["GradientSelector", "default_model", "farthest_first", "kmeans_pp"]
 
@@ -92,14 +96,17 @@ def farthest_first(x: np.ndarray, n: int, start: int) -> tuple[np.ndarray, np.nd
     score = np.empty(n, dtype=np.float64)
     d2 = np.full(len(x), np.inf)  # squared distance to the nearest taken probe
     j, score[0] = int(start), float(np.sqrt(sq[start]))
+    bar = Progress(n, "k-center order", unit="probe", logger=log, every=10.0, line="{desc}: {n}/{total} probes")
     for k in range(n):
         order[k] = j
         d2[j] = -1.0  # taken: never the argmax again (np.minimum keeps it at -1)
+        bar.update()
         if k + 1 == n:
             break
         d2 = np.minimum(d2, np.maximum(sq - 2.0 * (x @ x[j]) + sq[j], 0.0))
         j = int(np.argmax(d2))
         score[k + 1] = float(np.sqrt(max(d2[j], 0.0)))
+    bar.close()
     return order, score
 
 
@@ -117,9 +124,11 @@ def kmeans_pp(x: np.ndarray, n: int, start: int, rng: np.random.Generator) -> tu
     d2 = np.full(len(x), np.inf)
     taken = np.zeros(len(x), dtype=bool)
     j, score[0] = int(start), float(np.sqrt(sq[start]))
+    bar = Progress(n, "k-means++ order", unit="probe", logger=log, every=10.0, line="{desc}: {n}/{total} probes")
     for k in range(n):
         order[k] = j
         taken[j] = True
+        bar.update()
         if k + 1 == n:
             break
         d2 = np.minimum(d2, np.maximum(sq - 2.0 * (x @ x[j]) + sq[j], 0.0))
@@ -134,6 +143,7 @@ def kmeans_pp(x: np.ndarray, n: int, start: int, rng: np.random.Generator) -> tu
             free = np.flatnonzero(~taken)
             j = int(free[min(int(u * len(free)), len(free) - 1)])
         score[k + 1] = float(np.sqrt(d2[j]))
+    bar.close()
     return order, score
 
 
@@ -302,8 +312,9 @@ class GradientSelector(Selector):
             if first is not None:
                 x = x.to(first.device) if not x.is_floating_point() else x.to(first.device, first.dtype)
                 y = y.to(first.device) if not y.is_floating_point() else y.to(first.device, first.dtype)
-        sketches = gradient_sketches(model, x, y, loss, dim=self.sketch_dim, seed=seed,
-                                     batch_size=self.batch_size, method=self.method)
+        with stage(f"gradient sketches: {len(pool)} examples, {self.method}, dim {self.sketch_dim}", logger=log):
+            sketches = gradient_sketches(model, x, y, loss, dim=self.sketch_dim, seed=seed,
+                                         batch_size=self.batch_size, method=self.method)
         rng = np.random.default_rng([seed, 2])  # its own stream: not the projection's
         if self.start == "norm":
             start = int(np.argmax(np.einsum("ij,ij->i", sketches, sketches, dtype=np.float64)))

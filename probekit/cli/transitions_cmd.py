@@ -67,6 +67,7 @@ def _fmt(step) -> str:
 
 
 def run_record(args: argparse.Namespace) -> int:
+    import logging
     import time
 
     from probekit.errors import ProbekitUsageError
@@ -80,8 +81,12 @@ def run_record(args: argparse.Namespace) -> int:
     runs = {name: get_reference_run(name) for name in names}  # unknown names fail before any training
     for name, run in runs.items():
         run.make_config(args.config, 0)  # an unknown preset fails before any training
+    log = logging.getLogger("probekit.transitions")
+    done, total = 0, len(names) * len(args.seed)
     for name in names:
         for seed in args.seed:
+            done += 1  # the run's own step bar (terminal) or 10 s lines come from probekit.eval.runner
+            log.info("run %d/%d: %s seed %d (%s)", done, total, name, seed, args.config)
             t0 = time.perf_counter()
             recorded = []
             traj = load_or_record(name, args.config, seed, cache_dir=args.cache_dir, rebuild=args.rebuild,

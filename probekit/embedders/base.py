@@ -1,6 +1,7 @@
 """The embedder contract and the automatic choice of an embedder for a pool."""
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -8,9 +9,12 @@ import numpy as np
 
 from probekit.errors import ProbekitUsageError
 from probekit.params import ParamsMixin, validate
+from probekit.progress import stage
 
 if TYPE_CHECKING:
     from probekit.pool import Pool
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(ParamsMixin, ABC):
@@ -25,7 +29,8 @@ class Embedder(ParamsMixin, ABC):
 
     def embed(self, pool: "Pool") -> np.ndarray:
         validate(type(self).__name__, self.get_params(), self._constraints)
-        features = self._embed(pool)
+        with stage(f"embedding {len(pool)} examples ({self.name or type(self).__name__})", logger=log):
+            features = self._embed(pool)
         return check_features(features, len(pool), owner=f"{type(self).__name__}.embed", ids=pool.ids)
 
     @abstractmethod

@@ -25,6 +25,7 @@ The embedder pickles when ``fn`` does: a module-level function or an
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
@@ -126,10 +127,12 @@ class TorchModelEmbedder(Embedder):
             if module is not None:
                 module.eval()
             with torch.no_grad():
-                from tqdm import tqdm
+                from probekit.progress import Progress
 
                 starts = range(0, len(order), self.batch_size)
-                for start in tqdm(starts, desc="torch embed", unit="batch", disable=None, leave=False):
+                bar = Progress(len(starts), "torch embed", unit="batch", every=10.0,
+                               logger=logging.getLogger(__name__), line="{desc}: batch {n}/{total}")
+                for start in bar.track(starts):
                     rows = order[start:start + self.batch_size]
                     if isinstance(inputs, list):
                         batch = [inputs[i] for i in rows]

@@ -126,7 +126,7 @@ class TransformerEmbedder(Embedder):
 
     def _embed(self, pool: "Pool") -> np.ndarray:
         import torch
-        from tqdm.auto import tqdm
+        from probekit.progress import Progress
 
         if self.text_field not in pool.columns:
             raise ProbekitUsageError(
@@ -157,7 +157,9 @@ class TransformerEmbedder(Embedder):
         starts = range(0, len(order), self.batch_size)
         logger.info("embedding %d rows with %s in %d batches", len(order), self.model_path, len(starts))
         with torch.no_grad():
-            for start in tqdm(starts, desc="transformer embed", disable=None, leave=False):
+            bar = Progress(len(starts), "transformer embed", unit="batch", logger=logger, every=10.0,
+                           line="{desc}: batch {n}/{total}")
+            for start in bar.track(starts):
                 rows = order[start:start + self.batch_size]
                 batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                   max_length=max_length, return_tensors="pt")
