@@ -76,7 +76,7 @@ def plot_analysis(
     if handles:
         axes[0].legend(handles=handles, loc="upper right", fontsize=8)
     axes[-1].set_xlabel("training step" if index == "step" else "record")
-    fig.suptitle(textwrap.fill(analysis_title(result, title), 95), fontsize=10)  # long rule parameters wrap
+    fig.suptitle(textwrap.fill(analysis_title(result, title), 95, break_on_hyphens=False), fontsize=10)  # long rule parameters wrap
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return fig
