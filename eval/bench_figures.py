@@ -54,8 +54,10 @@ def _plt():
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    from probekit.atomic import atomic_file
+
+    with atomic_file(path) as tmp:  # a reader never sees half a PNG
+        fig.savefig(tmp, dpi=110, format="png")
     _plt().close(fig)
     return path
 

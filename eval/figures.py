@@ -50,7 +50,9 @@ def plot_family(family: list, nulls: list, path: str | Path, *, title: str = "")
     axes[0].legend(loc="best", fontsize=8)
     axes[0].set_title(textwrap.fill(title, 90), fontsize=9)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    from probekit.atomic import atomic_file
+
+    with atomic_file(path) as tmp:  # a reader never sees half a PNG
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -29,6 +29,7 @@ from probekit.eval.trajectory import (
     default_cache_dir,
     write_trajectory,
 )
+from probekit.progress import Progress
 
 __all__ = ["cache_key", "get_reference_run", "load_or_record", "record", "trajectory_path"]
 
@@ -87,13 +88,6 @@ def _cached(path: Path, key: str) -> Trajectory | None:
         return None
 
 
-def _progress_bar(total: int, desc: str, enabled: bool | None) -> Any:
-    from tqdm.auto import tqdm
-
-    # disable=None: tqdm shows the bar only on a TTY (never in CI logs)
-    return tqdm(total=total, desc=desc, unit="step", disable=None if enabled is None else not enabled, leave=False)
-
-
 def record(run: ReferenceRun, config: Any, *, progress: bool | None = None,
            checkpoint_every: int = 0) -> tuple[Recording, float]:
     """Train once with one torch thread; return the recording and its wall time.
@@ -111,7 +105,9 @@ def record(run: ReferenceRun, config: Any, *, progress: bool | None = None,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     np_state, py_state = np.random.get_state(), random.getstate()
-    bar = _progress_bar(run.total_steps(config), f"{run.name} seed {config.seed}", progress)
+    # a bar on a terminal (progress=None) or when asked; else a line at INFO every 10 s of training
+    bar = Progress(run.total_steps(config), f"{run.name} seed {config.seed}", unit="step", logger=log,
+                   enabled=progress, every=10.0, line="{desc}: step {n}/{total}")
     t0 = time.perf_counter()
     run.checkpoint_every = int(checkpoint_every)
     try:
@@ -174,7 +170,9 @@ def load_or_record(
                          checkpoint_every)
         recording, wall = record(run, config, progress=progress, checkpoint_every=checkpoint_every)
         transitions = run.transitions(config, recording)
-        with atomic_directory(path) as tmp:
+        # The path is CACHE/NAME/CONFIG_HASH, a directory only the store creates: an invalid
+        # trajectory there (corrupt, or recorded again for its checkpoints) is replaced.
+        with atomic_directory(path, replace_if=lambda _: True, what="trajectory", overwrite=True) as tmp:
             write_trajectory(
                 tmp,
                 name=name,

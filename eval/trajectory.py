@@ -168,15 +168,10 @@ def write_trajectory(
     series = {f"op/{k}": np.asarray(v, dtype=np.float64) for k, v in recording.order_parameters.items()}
     series.update({f"baseline/{k}": np.asarray(v, dtype=np.float64) for k, v in recording.baselines.items()})
     np.savez(directory / "series.npz", **series)
-    from datasets.utils import logging as ds_logging
+    from probekit.pool_files import quiet_datasets
 
-    was_enabled = ds_logging.is_progress_bar_enabled()
-    ds_logging.disable_progress_bar()  # its "Saving the dataset" bar: noise for a small pool
-    try:
+    with quiet_datasets(bars_on_a_terminal=False):  # its "Saving the dataset" bar: noise for a small pool
         datasets.Dataset.from_dict(recording.pool).save_to_disk(str(directory / "pool"))
-    finally:
-        if was_enabled:
-            ds_logging.enable_progress_bar()
     (directory / "checkpoints").mkdir()
     checkpoints = {}
     for ckpt, (step, state) in recording.checkpoints.items():

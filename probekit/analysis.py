@@ -8,13 +8,14 @@ strongest alarm, or at the signal's peak when no alarm fired.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
-from probekit.params import Options, validate
+from probekit.params import Interval, Options, validate
 from probekit.rdm_offline import RDMSeries, rdm_series, window_stats
 
 SIGNALS = ("shc", "trace", "lambda_1", "leading_share")
@@ -75,6 +76,19 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+def _require_a_window(series: RDMSeries, n_rows: int) -> None:
+    """Nothing computable is an error, not an empty result: say what was short."""
+    if series.ready.any():
+        return
+    admitted = len(series)
+    rejected = f", {series.n_rejected} rejected for NaN/inf" if series.n_rejected else ""
+    strided = f" (stride {series.stride})" if series.stride > 1 else ""
+    raise ProbekitUsageError(
+        f"analyze needs at least window={series.window} usable records to compute one window; "
+        f"got {admitted} of {n_rows} rows{strided}{rejected}. Record more, or lower the window (--window)."
+    )
+
+
 def analyze(
     losses: Any,
     *,
@@ -92,9 +106,14 @@ def analyze(
     """2RDM series, alarms and the co-fluctuating probes of a [records, probes] matrix."""
     from probekit.alarms import DEFAULT_RULE, make_rule
 
-    validate("analyze", {"signal": signal}, {"signal": Options(*SIGNALS)})
-    series = rdm_series(losses, window, stride=stride, detrend=detrend,
-                        top_k=max(top_k, 1), steps=steps)
+    validate("analyze", {"signal": signal, "top_k": top_k, "n_top": n_top},
+             {"signal": Options(*SIGNALS), "top_k": Interval(int, 1, None), "n_top": Interval(int, 1, None)})
+    with warnings.catch_warnings(record=True) as caught:  # held back: an error below says it all
+        warnings.simplefilter("always")
+        series = rdm_series(losses, window, stride=stride, detrend=detrend, top_k=top_k, steps=steps)
+    _require_a_window(series, np.shape(losses)[0] if np.ndim(losses) else 0)
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
     if probe_ids is None:
         probe_ids = [str(i) for i in range(series.n_probes)]
     elif len(probe_ids) != series.n_probes:

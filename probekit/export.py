@@ -12,14 +12,19 @@ Exporters (every write is atomic: a failed export leaves no file behind)::
     to_datasets(ps, pool, path)     datasets save_to_disk directory of the probes' pool rows in
                                     rank order, plus columns probe_rank (int64) and probe_id.
     to_npy(ps, path)                int64 pool indices in rank order (np.save format).
-    to_lm_eval(ps, path, task)      {"<task>": [indices]}: lm-evaluation-harness --samples.
+    to_lm_eval(ps, path, task)      {"<task>": [indices]}: lm-evaluation-harness --samples. The
+                                    indices are sorted (pool order), not in rank order: the
+                                    harness logs each sample's doc_id as the entry of this list
+                                    at the document's position among the selected ones, so only
+                                    a sorted list gets every logged doc_id right. The ranking
+                                    stays in the Parquet probe set.
 
 Importers return probe sets with provenance strategy ``"imported"``, params
 ``{"format": <fmt>, "source": <file name>}`` (lm-eval adds ``"task"``), seed None, and the pool's
 fingerprint when a pool is given (the probe set is then checked against it)::
 
     read_jsonl(path, pool=None)  read_csv(path, pool=None)
-    read_npy(path, pool)         read_lm_eval(path, pool, task=None)
+    read_npy(path, pool)         read_lm_eval(path, pool, task=None)  (in pool order)
 
 Ranks are 0-based everywhere, as in the canonical file.
 """
@@ -35,10 +40,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probekit.atomic import atomic_directory, atomic_file
+from probekit.atomic import atomic_directory, atomic_file, check_replaceable_directory
 from probekit.errors import ProbekitUsageError
 from probekit.params import Options, validate
 from probekit.pool import canonical_json
+from probekit.pool_files import quiet_datasets
 from probekit.probeset import ProbeSet, Provenance
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,23 +113,45 @@ def to_csv(ps: ProbeSet, path: str | os.PathLike) -> None:
             writer.writerow(row)
 
 
-def to_datasets(ps: ProbeSet, pool: "Pool", path: str | os.PathLike) -> None:
-    """The probes' pool rows, in rank order, as a ``datasets`` save_to_disk directory."""
+def is_datasets_directory(path: str | os.PathLike) -> bool:
+    """True for a ``datasets`` save_to_disk directory of one split and nothing else.
+
+    Only such a directory may be replaced by :func:`to_datasets` (with
+    ``overwrite=True``): a directory holding anything else is the user's.
+    """
+    entries = list(Path(path).iterdir())
+    names = {e.name for e in entries}
+    if not {"dataset_info.json", "state.json"} <= names:
+        return False
+    return all(e.is_file() and (e.name in ("dataset_info.json", "state.json") or e.suffix == ".arrow")
+               for e in entries)
+
+
+def to_datasets(ps: ProbeSet, pool: "Pool", path: str | os.PathLike, overwrite: bool = False) -> None:
+    """The probes' pool rows, in rank order, as a ``datasets`` save_to_disk directory.
+
+    ``path`` must be new or empty; with ``overwrite=True`` it may also be an
+    existing ``datasets`` directory (see :func:`is_datasets_directory`), which
+    is replaced. Any other directory is refused: its files are the user's.
+    """
     _check(ps, "to_datasets")
     if pool is None:
         raise ProbekitUsageError("to_datasets needs the pool the probe set was selected from (pool=None given).")
     ps.validate_against(pool)
-    selected = pool.dataset.select(ps.indices.tolist(), keep_in_memory=True)  # no cache-file side effects
-    drop = [c for c in ("probe_rank",) if c in selected.column_names]
-    if pool.id_field != "probe_id" and "probe_id" in selected.column_names:
-        drop.append("probe_id")
-    if drop:
-        selected = selected.remove_columns(drop)
-    selected = selected.add_column("probe_rank", np.arange(len(ps), dtype=np.int64).tolist())
-    if "probe_id" not in selected.column_names:
-        selected = selected.add_column("probe_id", list(ps.ids))
-    with atomic_directory(path) as tmp:
-        selected.save_to_disk(str(tmp))
+    check_replaceable_directory(path, is_datasets_directory, "datasets directory", overwrite)  # before any work
+    with quiet_datasets():  # its "Flattening the indices" and "Saving" bars, off a terminal
+        selected = pool.dataset.select(ps.indices.tolist(), keep_in_memory=True)  # no cache-file side effects
+        drop = [c for c in ("probe_rank",) if c in selected.column_names]
+        if pool.id_field != "probe_id" and "probe_id" in selected.column_names:
+            drop.append("probe_id")
+        if drop:
+            selected = selected.remove_columns(drop)
+        selected = selected.add_column("probe_rank", np.arange(len(ps), dtype=np.int64).tolist())
+        if "probe_id" not in selected.column_names:
+            selected = selected.add_column("probe_id", list(ps.ids))
+        with atomic_directory(path, replace_if=is_datasets_directory, what="datasets directory",
+                              overwrite=overwrite) as tmp:
+            selected.save_to_disk(str(tmp))
 
 
 def to_npy(ps: ProbeSet, path: str | os.PathLike) -> None:
@@ -134,16 +162,28 @@ def to_npy(ps: ProbeSet, path: str | os.PathLike) -> None:
 
 
 def to_lm_eval(ps: ProbeSet, path: str | os.PathLike, task: str) -> None:
-    """``{task: [indices]}``, the mapping lm-evaluation-harness takes with ``--samples``."""
+    """``{task: [indices]}``, the mapping lm-evaluation-harness takes with ``--samples``.
+
+    The indices are written **sorted** (pool order), not in rank order.  The
+    harness walks the task's documents in their own order, keeps those whose
+    index is in the list, and logs the k-th one it evaluates with
+    ``doc_id = list[k]``: with an unsorted list the right documents are
+    evaluated but their logged ``doc_id`` values are wrong.  The ranking (and
+    slices, scores) stays in the probe set's Parquet file.
+    """
     _check(ps, "to_lm_eval")
     _check_task(task, "to_lm_eval")
     with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({task: ps.indices.tolist()}) + "\n")
+        fh.write(json.dumps({task: sorted(ps.indices.tolist())}) + "\n")
 
 
 def export(ps: ProbeSet, path: str | os.PathLike, fmt: str, pool: "Pool | None" = None,
-           task: str | None = None) -> None:
-    """Dispatch to the exporter for ``fmt`` (one of :data:`FORMATS`)."""
+           task: str | None = None, overwrite: bool = False) -> None:
+    """Dispatch to the exporter for ``fmt`` (one of :data:`FORMATS`).
+
+    ``overwrite`` is what lets the ``datasets`` format replace an existing
+    ``datasets`` directory; file formats replace a file atomically (the CLI
+    asks for ``--overwrite`` before it gets here)."""
     validate("export", {"fmt": fmt}, {"fmt": Options(*FORMATS)})
     if fmt == "jsonl":
         to_jsonl(ps, path, pool=pool)
@@ -154,7 +194,7 @@ def export(ps: ProbeSet, path: str | os.PathLike, fmt: str, pool: "Pool | None" 
             raise ProbekitUsageError(
                 "export to 'datasets' needs the pool the probe set was selected from (pool=None given)."
             )
-        to_datasets(ps, pool, path)
+        to_datasets(ps, pool, path, overwrite=overwrite)
     elif fmt == "npy":
         to_npy(ps, path)
     else:
@@ -279,7 +319,14 @@ def read_npy(path: str | os.PathLike, pool: "Pool") -> ProbeSet:
 
 
 def read_lm_eval(path: str | os.PathLike, pool: "Pool", task: str | None = None) -> ProbeSet:
-    """Read ``{task: [indices]}``; ``task`` may be omitted when the file names one task."""
+    """Read ``{task: [indices]}``; ``task`` may be omitted when the file names one task.
+
+    Returns a probe set **in pool order** (indices ascending), whatever the
+    order of the file's list: that is the order the harness evaluates and logs
+    the documents in, and an lm-eval file carries no ranking.  Compare it with
+    the original probe set as a set (``sorted(ps.indices)``), or keep the
+    ranking from the Parquet file.
+    """
     try:
         data = json.loads(_open_text(path, "lm-eval"))
     except ValueError as exc:
@@ -298,4 +345,6 @@ def read_lm_eval(path: str | os.PathLike, pool: "Pool", task: str | None = None)
     values = data[task]
     if not isinstance(values, list):
         raise ProbekitUsageError(f"{path} task {task!r} must map to a list of indices.")
+    if all(isinstance(v, int) for v in values):
+        values = sorted(values)  # pool order: what the harness evaluates (bad entries: checked below)
     return _from_pool_indices("lm-eval", path, pool, np.array(values, dtype=object), task=task)

@@ -132,6 +132,10 @@ def _write_bad_inputs(tmp_path: Path) -> dict[str, Path]:
     files["npz"] = tmp_path / "two.npz"
     np.save(tmp_path / "ok.npy", np.random.default_rng(0).normal(size=(40, 4)))
     files["ok"] = tmp_path / "ok.npy"
+    np.save(tmp_path / "few.npy", np.random.default_rng(0).normal(size=(10, 4)))
+    files["few"] = tmp_path / "few.npy"
+    np.save(tmp_path / "nan.npy", np.full((20, 4), np.nan))
+    files["nan"] = tmp_path / "nan.npy"
     return files
 
 
@@ -147,13 +151,18 @@ def _write_bad_inputs(tmp_path: Path) -> dict[str, Path]:
         (["{ok}", "--steps-column", "t"], r"--steps-column applies to parquet and csv files"),
         (["{corrupt}"], r"cannot read loss file 'corrupt.npy'"),
         (["{npz}"], r"holds a, b but no array named 'losses'"),
-        (["{ok}", "--window", "1"], r"The 'window' parameter of rdm_series must be an int in the range \[2, inf\)\. Got 1"),
+        (["{ok}", "--window", "1"], r"argument --window: must be an int >= 2\. Got 1 instead\."),
+        (["{ok}", "--window", "41"], r"needs at least window=41 usable records .* got 40 of 40 rows"),
+        (["{ok}", "--top-k", "-1"], r"argument --top-k: must be an int >= 1\. Got -1 instead\."),
+        (["--demo-seed", "-1"], r"argument --demo-seed: must be an int >= 0\. Got -1 instead\."),
+        (["{few}"], r"needs at least window=32 usable records .* got 10 of 10 rows"),
+        (["{nan}", "--window", "4"], r"got 0 of 20 rows, 20 rejected for NaN/inf"),
         (["{ok}", "--detrend", "cubic"], r"'detrend' parameter .* one of 'none', 'linear', 'diff'\. Got 'cubic'"),
         (["{ok}", "--alarm", "zscor"], r"Unknown alarm rule 'zscor'\. Did you mean: zscore\?"),
         (["{ok}", "--alarm-param", "ratio"], r"--alarm-param takes KEY=VALUE; got 'ratio'"),
         (["{ok}", "--alarm-param", "rate=3"], r"Invalid parameter 'rate' for alarm rule 'running-min'"),
         (["{ok}", "--signal", "pr"], r"'signal' parameter of analyze must be one of 'shc', 'trace', 'lambda_1', 'leading_share'"),
-        (["{ok}", "--top", "0"], r"--top must be an int >= 1; got 0"),
+        (["{ok}", "--top", "0"], r"argument --top: must be an int >= 1\. Got 0 instead\."),
     ],
 )
 def test_usage_errors_exit_2_with_one_line_and_no_output(tmp_path, capsys, args, match):
@@ -170,16 +179,32 @@ def test_usage_errors_exit_2_with_one_line_and_no_output(tmp_path, capsys, args,
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_runtime_error_exit_1_and_debug_reraises(tmp_path, capsys):
+def test_runtime_error_exit_1_and_debug_adds_only_a_traceback(tmp_path, capsys, monkeypatch):
+    import probekit.plotting
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(probekit.plotting, "plot_analysis", broken)
     np.save(tmp_path / "ok.npy", np.random.default_rng(0).normal(size=(40, 4)))
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    argv = ["analyze", str(tmp_path / "ok.npy"), "--out-dir", str(blocker), "--no-plot"]
+    argv = ["analyze", str(tmp_path / "ok.npy"), "--out-dir", str(tmp_path / "o")]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "probekit analyze: error:" in err[0]
-    with pytest.raises(OSError):
-        main(["--debug"] + argv)
+    assert err == ["probekit analyze: error: disk full"]
+    for debug_argv in (["--debug"] + argv, argv + ["--debug"]):  # before or after the subcommand
+        assert main(debug_argv) == 1  # --debug adds the traceback; the exit code stays
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[0] == "Traceback (most recent call last):" and "OSError: disk full" in err
+        assert err[-1] == "probekit analyze: error: disk full"
+
+
+def test_debug_keeps_usage_errors_at_exit_2(tmp_path, capsys):
+    # --debug used to turn a usage error into exit 1 (it re-raised).
+    for argv in (["--debug", "analyze", "--top", "0"], ["analyze", "--top", "0", "--debug"]):
+        assert main(argv + ["--out-dir", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[0] == "Traceback (most recent call last):"
+        assert err[-1] == "probekit analyze: error: argument --top: must be an int >= 1. Got 0 instead."
 
 
 def test_argparse_errors_are_one_line_exit_2():

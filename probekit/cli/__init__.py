@@ -49,12 +49,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, module in SUBCOMMANDS.items():
         importlib.import_module(module).add_parser(sub)
+    _accept_global_flags(sub)
     return parser
 
 
+def _accept_global_flags(sub: argparse._SubParsersAction) -> None:
+    """--debug and -v work after the subcommand too (`probekit select ... --debug`).
+
+    SUPPRESS as the default keeps a subcommand from resetting a flag given before it.
+    """
+    for command in set(sub.choices.values()):
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show full tracebacks on errors")
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log progress to stderr")
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_global_flags(action)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import shlex
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = "probekit " + shlex.join(argv)  # what was run, for reports that record it
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -62,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader's INFO lines are not progress
     from probekit.errors import ProbekitError, ProbekitUsageError
 
     prog = f"probekit {args.command}"
@@ -74,28 +95,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_RUNTIME
+    # --debug adds the traceback before the same one-line error; the exit code does not change.
     except ProbekitUsageError as exc:
-        if args.debug:
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        _traceback_if(args.debug)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except (ProbekitError, OSError) as exc:
-        if args.debug:
-            raise
+        _traceback_if(args.debug)
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        if args.debug:
-            raise
-        print(
-            f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-            "(rerun with --debug for a traceback)",
-            file=sys.stderr,
-        )
+        _traceback_if(args.debug)
+        hint = "" if args.debug else " (rerun with --debug for a traceback)"
+        print(f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}", file=sys.stderr)
         return EXIT_RUNTIME
+
+
+def _traceback_if(debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:

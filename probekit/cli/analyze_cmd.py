@@ -44,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", default="probekit-analyze", help="output directory (default ./probekit-analyze)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG figure")
     p.add_argument("--demo-seed", type=int, default=0, help="seed of the built-in demo run (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace series.csv, summary.json and analyze.png if --out-dir already holds them")
     p.set_defaults(run=run)
 
 
@@ -56,11 +58,17 @@ def run(args: argparse.Namespace) -> int:
     from probekit.analysis import analyze
     from probekit.atomic import staged_files
     from probekit.cli.common import parse_key_values
+    from probekit.cli.outputs import check_files_in_dir
 
-    if args.top < 1:
-        raise ProbekitUsageError(f"--top must be an int >= 1; got {args.top}.")
+    for flag, value, low in (("--top", args.top, 1), ("--top-k", args.top_k, 1), ("--window", args.window, 2),
+                             ("--stride", args.stride, 1), ("--demo-seed", args.demo_seed, 0)):
+        if value < low:
+            raise ProbekitUsageError(f"argument {flag}: must be an int >= {low}. Got {value} instead.")
+    outputs = ["series.csv", "summary.json"] + ([] if args.no_plot else ["analyze.png"])
+    check_files_in_dir(args.out_dir, outputs, "--out-dir", args.overwrite, {"LOSSES": args.losses})
     alarm_params = parse_key_values(args.alarm_param, "--alarm-param")
     onsets: list[int] = []
+    index = "step"  # what a record's index is called: "record" when the file had no steps
     if args.losses is None:
         from probekit.eval.deep_linear import DeepLinearConfig, run_deep_linear
 
@@ -74,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
         matrix = read_loss_matrix(args.losses, steps_column=args.steps_column)
         losses, steps, probe_ids, source = matrix.losses, matrix.steps, matrix.probe_ids, matrix.source
+        index = "step" if matrix.steps_given else "record"
 
     result = analyze(
         losses, steps=steps, probe_ids=probe_ids, window=args.window, stride=args.stride,
@@ -100,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_plot:
             from probekit.plotting import plot_analysis
 
-            plot_analysis(result, stage / "analyze.png", title=source, onsets=onsets)
-    _print_report(result, summary, out_dir, args.no_plot)
+            plot_analysis(result, stage / "analyze.png", title=source, onsets=onsets, index=index)
+    _print_report(result, summary, out_dir, args.no_plot, index)
     return 0
 
 
@@ -112,15 +121,17 @@ def _csv_cell(v):
     return int(v) if hasattr(v, "dtype") else v
 
 
-def _print_report(result, summary: dict, out_dir, no_plot: bool) -> None:
+def _print_report(result, summary: dict, out_dir, no_plot: bool, index: str = "step") -> None:
+    """The text report; ``index`` is "step" when the records carry training steps, else "record"."""
     s = result.series
     print(f"{summary['source']}: {summary['records']} records x {s.n_probes} probes, "
           f"window {s.window}, stride {s.stride}, detrend {s.detrend}"
           + (f", {s.n_rejected} records rejected (NaN/inf)" if s.n_rejected else ""))
     params = ", ".join(f"{k}={v}" for k, v in result.alarm_params.items())
-    steps = ", ".join(str(int(x)) for x in result.alarm_steps) or "none"
+    steps = ", ".join(str(int(x)) for x in result.alarm_steps)
+    where = f" at {index}(s) {steps}" if steps else ""
     print(f"alarm rule {result.alarm_rule} ({params}) on {result.signal_name}: "
-          f"{len(result.alarm_positions)} alarm(s) at step(s) {steps}")
+          f"{len(result.alarm_positions)} alarm(s){where}")
     if "ground_truth_onset_steps" in summary:
         print("ground-truth transition onsets (demo): steps "
               + ", ".join(str(x) for x in summary["ground_truth_onset_steps"]))
@@ -128,7 +139,7 @@ def _print_report(result, summary: dict, out_dir, no_plot: bool) -> None:
     if focus is not None:
         share = focus["leading_share"]
         share_txt = f"{100 * share:.0f}% of the trace" if share is not None else "no variance"
-        print(f"probes moving together at the {focus['kind']}, step {focus['step']} "
+        print(f"probes moving together at the {focus['kind']}, {index} {focus['step']} "
               f"(leading mode: {share_txt}):")
         for rank, item in enumerate(focus["top_probes"], 1):
             print(f"  {rank:>3}  {item['probe']:<24} {item['loading']:+.4f}")

@@ -33,13 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", default="probekit-bench", help="where the report goes (default: ./probekit-bench)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
     p.add_argument("--cache-dir", default=None, help="trajectory cache (default: the user cache dir)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report.md, results.json and figures/ of another grid in --out-dir (rerunning "
+                        "the same grid there resumes it and needs no flag; computed cells are always kept)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
-    import shlex
-    import sys
 
     from probekit.errors import ProbekitUsageError
     from pathlib import Path
@@ -65,11 +66,39 @@ def run(args: argparse.Namespace) -> int:
         grid = dataclasses.replace(grid, peers=PEER_SIGNALS)
     if args.jobs < 1:
         raise ProbekitUsageError(f"argument --jobs: must be an int >= 1. Got {args.jobs} instead.")
+    _check_out_dir(args.out_dir, grid.key(), args.overwrite)
     result = run_grid(grid, args.out_dir, jobs=args.jobs, cache_dir=args.cache_dir)
-    command = "probekit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "probekit bench"
-    json_path, md_path = write_report(result, args.out_dir, command)
+    json_path, md_path = write_report(result, args.out_dir, getattr(args, "command_line", "probekit bench"))
     figures = write_figures(result, args.out_dir, cache_dir=args.cache_dir)
     print(md_path.read_text())
     print(f"{result.computed} cells computed, {len(result.cells) - result.computed} resumed")
     print(f"report: {md_path}\nresults: {json_path}\nfigures: {len(figures)} PNGs in {Path(args.out_dir) / 'figures'}")
     return 1 if any(c["error"] for c in result.cells) else 0
+
+
+#: What bench writes into --out-dir (cells/ is its resumable store of computed cells).
+REPORT_FILES = ("results.json", "report.md", "figures")
+
+
+def _check_out_dir(out_dir: str, key: str, overwrite: bool) -> None:
+    """Resume the same grid, refuse to replace another grid's (or anyone else's) report without --overwrite."""
+    import json
+    from pathlib import Path
+
+    from probekit.errors import ProbekitUsageError
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ProbekitUsageError(f"--out-dir {out} exists and is not a directory.")
+    present = [name for name in REPORT_FILES if (out / name).exists()]
+    if not present or overwrite:
+        return
+    try:
+        same_grid = json.loads((out / "results.json").read_text()).get("grid_key") == key
+    except (OSError, ValueError, AttributeError):
+        same_grid = False
+    if not same_grid:
+        raise ProbekitUsageError(
+            f"--out-dir {out} already holds {', '.join(present)} of another benchmark; pass --overwrite to "
+            "replace them (computed cells are kept), or choose another --out-dir."
+        )

@@ -12,6 +12,10 @@ examples:
 
 formats: jsonl (rank, id, index, slice, score, example payload), csv (rank, id, index, ...),
 datasets (the selected examples in rank order), npy (indices), lm-eval ({task: [indices]}).
+
+lm-eval: the indices are sorted (pool order), not in rank order: lm_eval logs the k-th document
+it evaluates with doc_id = the k-th index of the list, right only when the list is sorted. The
+ranking stays in PROBES. The pool's row order must be the task's document order.
 """
 
 SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "datasets": "", "npy": ".npy", "lm-eval": ".json"}
@@ -34,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--id-field", help="id column of --data")
     p.add_argument("--ignore-fingerprint", action="store_true",
                    help="use --data even if it is not the pool the probes came from (match by id)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file, or an existing datasets directory (never any other "
+                        "directory, never one of the inputs)")
     p.set_defaults(run=run)
 
 
@@ -41,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from probekit.errors import ProbekitUsageError
-    from probekit.export import FORMATS, export
+    from probekit.atomic import check_replaceable_directory
+    from probekit.cli.common import BUILTIN_PREFIX
+    from probekit.cli.outputs import check_new_file, check_not_input
+    from probekit.export import FORMATS, export, is_datasets_directory
     from probekit.probeset import ProbeSet
 
     if args.fmt not in FORMATS:
@@ -49,14 +59,26 @@ def run(args: argparse.Namespace) -> int:
     if args.fmt == "lm-eval" and not args.task:
         raise ProbekitUsageError("--format lm-eval needs --task NAME (the lm-evaluation-harness task).")
     probes = ProbeSet.load(args.probes)
+    source = Path(args.probes)
+    out = args.out or str(source.with_name(source.stem + (SUFFIX[args.fmt] or "-datasets")))
+    # Its inputs: the probe set, and the pool (given, or the one the probe set names even when
+    # this format does not read it: exporting over it would destroy it all the same).
+    recorded = probes.provenance.info.get("pool")
+    pool_path = args.data or (recorded if recorded and not recorded.startswith(("<", BUILTIN_PREFIX)) else None)
+    if pool_path is not None and pool_path.startswith(BUILTIN_PREFIX):
+        pool_path = None
+    inputs = {"PROBES": args.probes, "--data" if args.data else "the probe set's pool": pool_path}
+    if args.fmt == "datasets":
+        check_not_input(out, "--out", inputs)
+        check_replaceable_directory(out, is_datasets_directory, "datasets directory", args.overwrite)
+    else:
+        check_new_file(out, "--out", args.overwrite, inputs)
     pool = None
     needs_pool = args.fmt in ("jsonl", "datasets") or args.data is not None
     if needs_pool:
         from probekit.cli.common import pool_for
 
         pool, probes = pool_for(probes, args.data, args.id_field, args.ignore_fingerprint)
-    source = Path(args.probes)
-    out = args.out or str(source.with_name(source.stem + (SUFFIX[args.fmt] or "-datasets")))
-    export(probes, out, args.fmt, pool=pool, task=args.task)
+    export(probes, out, args.fmt, pool=pool, task=args.task, overwrite=args.overwrite)
     print(f"wrote {out} ({args.fmt}, {len(probes)} probes)")
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from probekit.cli.outputs import add_overwrite_flag
 from probekit.errors import ProbekitUsageError
 
 EPILOG = """\
@@ -10,13 +11,25 @@ examples:
   probekit select --strategy cluster --n 512                # built-in pool (scikit-learn digits)
   probekit select --strategy random --n 64 --param stratify=label --param mode=balanced
   probekit select --strategy cluster --n 256 --data prompts.jsonl --text-field prompt --id-field uid
-  probekit select --strategy concern --n 128 --data builtin:toy-text --slice "bias:group,label,pairs=pair_id" --slice rare:topic
+  probekit select --strategy concern --n 128 --data builtin:toy-text --slice "bias:group,label,pairs=pair_id" --slice "rare:topic,below=0.05"
+  probekit select --strategy concern --n 64 --data builtin:toy-text --slice topic=astronomy --param background=0.25
   probekit select --strategy mixture --n 200 --data builtin:toy-text --param components=cluster:0.75,random:0.25
-  probekit select --strategy mixture --n 200 --data builtin:toy-text --param components='[{"strategy":"cluster","weight":0.75},{"strategy":"concern","weight":0.25,"params":{"slices":["rare:topic"]}}]'
+  probekit select --strategy mixture --n 200 --data prompts.jsonl --text-field prompt --id-field uid --param components=cluster:0.75,random:0.25
+  probekit select --strategy mixture --n 200 --data prompts.jsonl --text-field prompt --id-field uid --slice topic=astronomy --param components=cluster:0.75,concern:0.25
+  probekit select --strategy mixture --n 200 --data builtin:toy-text --param components='[{"strategy":"cluster","weight":0.75},{"strategy":"concern","weight":0.25,"params":{"slices":["rare:topic,below=0.05"]}}]'
+
+--text-field, --embedding-field and --slice set the strategy's parameters of the same name; a
+mixture passes each to the components that take it (unless a component's params set their own).
+
+slices: 'rare:topic' shares its probes over EVERY topic (the rare one gets 1/9 of them on
+builtin:toy-text); to target one value write a predicate ('topic=astronomy'), or
+'rare:topic,below=0.05' for every value under 5% of the pool. 'probekit selectors concern' shows
+the grammar; docs/slices.md is the full reference.
 
 pools: --data takes a .jsonl/.json/.csv/.parquet/.arrow file, a datasets save_to_disk
 directory, or builtin:digits (default, bundled with scikit-learn) / builtin:toy-text
-(generated). 'probekit selectors' lists the strategies and their parameters.
+(generated). 'probekit selectors' lists the strategies and their parameters;
+'probekit selectors NAME' shows one in detail (allowed values, defaults, what each does).
 """
 
 
@@ -37,16 +50,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-field", help="text column to embed (TF-IDF + SVD)")
     p.add_argument("--embedding-field", help="column holding precomputed embeddings")
     p.add_argument("--slice", action="append", default=[], metavar="SPEC",
-                   help="concern slice spec, repeatable (see 'probekit selectors')")
+                   help="slice spec for concern (or a mixture's concern component), repeatable; "
+                   "grammar: 'probekit selectors concern' and docs/slices.md")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy parameter, repeatable (values: numbers, true/false, none, JSON, text; "
                    "quote text that looks like a number: stratify='\"2024\"')")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", help="output file (default probes-STRATEGY-N.parquet)")
+    p.add_argument("--out", help="output file (default probes-STRATEGY-N.parquet); never one of the inputs")
+    add_overwrite_flag(p)
     p.set_defaults(run=run)
 
 
-# CLI flags that map onto selector parameters of the same meaning.
+# CLI flags that map onto selector parameters of the same meaning. A mixture takes them too
+# and passes each to the components whose parameters include it (selectors/mixture.py).
 _FLAG_PARAMS = {"text_field": "--text-field", "embedding_field": "--embedding-field", "slices": "--slice"}
 
 
@@ -61,9 +77,12 @@ def selector_params(cls, args: argparse.Namespace) -> dict:
         if value is None:
             continue
         if name not in accepted:
+            from probekit.selectors.mixture import _takers
+
             raise ProbekitUsageError(
                 f"{_FLAG_PARAMS[name]} does not apply to strategy {cls.name!r} "
-                f"(its parameters: {', '.join(sorted(accepted)) or 'none'})."
+                f"(its parameters: {', '.join(sorted(accepted)) or 'none'}); strategies taking it: "
+                f"{_takers(name)}, mixture."
             )
         if name in params:
             raise ProbekitUsageError(f"{name} is given both as {_FLAG_PARAMS[name]} and as --param.")
@@ -76,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     import time
     from collections import Counter
 
-    from probekit.cli.common import load_pool
+    from probekit.cli.common import BUILTIN_PREFIX, load_pool
+    from probekit.cli.outputs import check_new_file
     from probekit.registry import SELECTORS, make_selector
 
     log = logging.getLogger("probekit.select")
@@ -85,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or f"probes-{args.strategy}-{args.n}.parquet"
     if not str(out).endswith(".parquet"):
         raise ProbekitUsageError(f"--out must name a .parquet file (the canonical probe-set format); got {out!r}.")
+    data_path = None if args.data is None or args.data.startswith(BUILTIN_PREFIX) else args.data
+    check_new_file(out, "--out", args.overwrite, {"--data": data_path})
     t0 = time.perf_counter()
     pool = load_pool(args.data, args.id_field)
     log.info("pool %s: %d examples (%.1f s)", pool.name, len(pool), time.perf_counter() - t0)
@@ -94,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     probes.save(out)
     print(f"selected {len(probes)} of {len(pool)} examples from {pool.name} with {selector!r}, "
           f"seed {args.seed}, in {elapsed:.1f} s")
-    info = {k: v for k, v in probes.provenance.info.items() if k not in ("pool", "pool_id_field")}
+    from probekit.cli.inspect_cmd import POOL_INFO
+
+    info = {k: v for k, v in probes.provenance.info.items() if k not in POOL_INFO}
     scalars = {k: v for k, v in info.items() if not isinstance(v, (dict, list))}
     if scalars:
         print("  " + ", ".join(f"{k}={v}" for k, v in scalars.items()))
