@@ -89,6 +89,9 @@ def _worker(rank, world, init_file, out_dir, n, options):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         result = _run(n, rank=rank, **options)
+        # Leave together: a rank that tears down while its peer still talks to it can abort in gloo
+        # ("terminate called without an active exception", seen once here in ~25 runs).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
