@@ -85,7 +85,8 @@ def _is_cwd_or_parent(target: Path) -> bool:
 
 
 def check_replaceable_directory(path: str | os.PathLike, replace_if: Callable[[Path], bool] | None,
-                                what: str = "output", overwrite: bool = False) -> None:
+                                what: str = "output", overwrite: bool = False,
+                                flag: str = "overwrite=True (CLI: --overwrite)") -> None:
     """Raise unless a directory at ``path`` may be replaced (see :func:`atomic_directory`)."""
     target = Path(path)
     if not target.exists() and not target.is_symlink():
@@ -105,7 +106,7 @@ def check_replaceable_directory(path: str | os.PathLike, replace_if: Callable[[P
         )
     if not overwrite:
         raise ProbekitUsageError(
-            f"{target} already exists (a {what}); pass overwrite=True (CLI: --overwrite) to replace it."
+            f"{target} already exists (a {what}); pass {flag} to replace it."
         )
 
 

@@ -113,18 +113,29 @@ def to_csv(ps: ProbeSet, path: str | os.PathLike) -> None:
             writer.writerow(row)
 
 
-def is_datasets_directory(path: str | os.PathLike) -> bool:
-    """True for a ``datasets`` save_to_disk directory of one split and nothing else.
+#: What :func:`to_datasets` writes, and the only kind of directory it replaces.
+DATASETS_EXPORT = "probe-set datasets export"
 
-    Only such a directory may be replaced by :func:`to_datasets` (with
-    ``overwrite=True``): a directory holding anything else is the user's.
+
+def is_datasets_directory(path: str | os.PathLike) -> bool:
+    """True for what :func:`to_datasets` writes: a ``datasets`` save_to_disk directory of one
+    split with the ``probe_rank`` and ``probe_id`` columns, and nothing else.
+
+    Only such a directory may be replaced (with ``overwrite=True``): any other
+    directory, another ``datasets`` directory included, is the user's.
     """
     entries = list(Path(path).iterdir())
     names = {e.name for e in entries}
     if not {"dataset_info.json", "state.json"} <= names:
         return False
-    return all(e.is_file() and (e.name in ("dataset_info.json", "state.json") or e.suffix == ".arrow")
-               for e in entries)
+    if not all(e.is_file() and (e.name in ("dataset_info.json", "state.json") or e.suffix == ".arrow")
+               for e in entries):
+        return False
+    try:
+        features = json.loads((Path(path) / "dataset_info.json").read_text()).get("features", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(features, dict) and {"probe_rank", "probe_id"} <= set(features)
 
 
 def to_datasets(ps: ProbeSet, pool: "Pool", path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -138,7 +149,7 @@ def to_datasets(ps: ProbeSet, pool: "Pool", path: str | os.PathLike, overwrite: 
     if pool is None:
         raise ProbekitUsageError("to_datasets needs the pool the probe set was selected from (pool=None given).")
     ps.validate_against(pool)
-    check_replaceable_directory(path, is_datasets_directory, "datasets directory", overwrite)  # before any work
+    check_replaceable_directory(path, is_datasets_directory, DATASETS_EXPORT, overwrite)  # before any work
     with quiet_datasets():  # its "Flattening the indices" and "Saving" bars, off a terminal
         selected = pool.dataset.select(ps.indices.tolist(), keep_in_memory=True)  # no cache-file side effects
         drop = [c for c in ("probe_rank",) if c in selected.column_names]
@@ -149,7 +160,7 @@ def to_datasets(ps: ProbeSet, pool: "Pool", path: str | os.PathLike, overwrite: 
         selected = selected.add_column("probe_rank", np.arange(len(ps), dtype=np.int64).tolist())
         if "probe_id" not in selected.column_names:
             selected = selected.add_column("probe_id", list(ps.ids))
-        with atomic_directory(path, replace_if=is_datasets_directory, what="datasets directory",
+        with atomic_directory(path, replace_if=is_datasets_directory, what=DATASETS_EXPORT,
                               overwrite=overwrite) as tmp:
             selected.save_to_disk(str(tmp))
 

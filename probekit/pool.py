@@ -35,8 +35,7 @@ import numpy as np
 
 from probekit.errors import ProbekitUsageError
 from probekit.params import AnyOf, validate
-# File reading lives in probekit.pool_files; the old private names stay importable from here.
-from probekit.pool_files import _ALLOWED, _LOADERS, _read_file, _short, read_pool_file  # noqa: F401
+from probekit.pool_files import read_pool_file  # file reading lives there
 
 #: Name of the column holding derived ids (and of the id column pools prefer).
 ID_COLUMN = "probe_id"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -141,6 +142,7 @@ class DynamicalRDM:
         self._count = 0  # records admitted since reset
         self._seen = 0  # update() calls since reset
         self._rejected = 0
+        self._history = 0  # crc32 of every update's (index, step, admitted): shards must agree on it
         self._last: np.ndarray | None = None  # last admitted raw record (equality run)
         self._cache: RDMStats | None = None
         self._cache_valid = False
@@ -191,7 +193,10 @@ class DynamicalRDM:
         self._seen += 1
         if (self._seen - 1) % self.stride:
             return
-        if not np.isfinite(x).all():
+        admitted = bool(np.isfinite(x).all())
+        mark = np.array([self._seen - 1, -1 if step is None else int(step), admitted], dtype="<i8")
+        self._history = zlib.crc32(mark.tobytes(), self._history)
+        if not admitted:
             self._rejected += 1
             if not self._warned:
                 self._warned = True
@@ -345,6 +350,8 @@ class DynamicalRDM:
         differ = [f"{k} {mine[k]} vs {theirs[k]}" for k in mine if mine[k] != theirs[k]]
         if not differ and self._count and not np.array_equal(self._steps, other._steps):
             differ.append("the steps of the records in the window")
+        if not differ and self._history != other._history:
+            differ.append("which records were admitted and which rejected (same counts, other records)")
         if differ:
             raise ProbekitUsageError(
                 "DynamicalRDM.merge needs shards with the same record history; these differ in "
@@ -372,7 +379,7 @@ class DynamicalRDM:
     # -- persistence ---------------------------------------------------------
     _CONFIG = ("window", "stride", "detrend", "top_k", "loadings")
     _ARRAYS = ("_buf", "_gram", "_ref", "_same", "_steps", "_last")
-    _SCALARS = ("_n", "_pos", "_count", "_seen", "_rejected", "_warned")
+    _SCALARS = ("_n", "_pos", "_count", "_seen", "_rejected", "_warned", "_history")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume the window exactly (plain numpy and ints)."""
@@ -405,7 +412,8 @@ class DynamicalRDM:
             value = state[name.lstrip("_")]
             setattr(self, name, None if value is None else np.array(value, copy=True))
         for name in self._SCALARS:
-            setattr(self, name, state[name.lstrip("_")])
+            # states saved before the history fingerprint existed resume without one (0)
+            setattr(self, name, state.get("history", 0) if name == "_history" else state[name.lstrip("_")])
 
     def __repr__(self) -> str:
         return (

@@ -161,7 +161,7 @@ def _labels(components: list[Component]) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}#{i}" for i, name in enumerate(names)]
 
 
-def _takers(name: str) -> str:
+def strategies_taking(name: str) -> str:
     """The registered strategies with a parameter ``name`` (for error messages)."""
     from probekit.registry import SELECTORS
 
@@ -233,7 +233,7 @@ class MixtureSelector(Selector):
             if not any(name in taken for _, _, taken in built):
                 names = ", ".join(c.strategy for c, _, _ in built)
                 why = (f"every component taking it ({', '.join(takers[name])}) sets its own" if takers[name]
-                       else f"none of its components ({names}) takes it; strategies that do: {_takers(name)}")
+                       else f"none of its components ({names}) takes it; strategies that do: {strategies_taking(name)}")
                 raise ProbekitUsageError(
                     f"The {name!r} parameter of MixtureSelector ({SHARED[name]} on the command line) must reach a "
                     f"component, but {why}. Got {value!r} instead.")

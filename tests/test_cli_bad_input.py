@@ -2,25 +2,19 @@
 
 Each case is a command line, the exit code it must end with (2: usage, 1: runtime), and a
 pattern its one-line message must match. Every case also checks that the command printed
-nothing to stdout and exactly one line to stderr, left no file behind (temporaries included)
+nothing to stdout and exactly one line to stderr, left no file or folder behind (temporaries included)
 and changed none of its inputs: the workspace is byte-identical before and after.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from probekit.cli import main
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+from workspace import snapshot
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +82,7 @@ CASES = [
     (["export", "{ws}/probes.parquet", "--format", "csv", "--out", "{ws}/losses.npy"], 2,
      r"already exists; pass --overwrite"),
     (["export", "{ws}/probes.parquet", "--format", "datasets", "--out", "{ws}/notes", "--overwrite"], 2,
-     r"is a directory with files in it that are not a datasets directory"),
+     r"is a directory with files in it that are not a probe-set datasets export"),
     (["export", "{ws}/probes.parquet", "--format", "datasets", "--out", "{ws}", "--overwrite"], 2,
      r"would write over this command's input|working directory"),
     (["export", "{ws}/probes.parquet", "--format", "npy", "--out", "{ws}/notes"], 2, r"is a directory; it must name a file"),
@@ -105,7 +99,12 @@ CASES = [
     (["analyze", "{ws}/losses.npy", "--out-dir", "{ws}/a_file"], 2, r"--out-dir .*a_file exists and is not a directory"),
     (["analyze", "{ws}/missing.npy"], 2, r"loss file .*missing\.npy' does not exist"),
     (["analyze", "{ws}/pool.jsonl"], 2, r"unsupported extension '\.jsonl'"),
+    (["export", "{ws}/probes.parquet", "--format", "csv", "--out", "{ws}/a_file/x.csv"], 2,
+     r"a_file is a file, not a directory"),
+    (["select", "--strategy", "random", "--n", "4", "--out", "{ws}/a_file/p.parquet"], 2,
+     r"a_file is a file, not a directory"),
     # -- selectors, transitions, bench -----------------------------------------------------
+    (["selectors", "concren"], 2, r"Unknown selector 'concren'\. Did you mean: concern\?"),
     (["transitions", "run", "grokkin"], 2, r"grokkin.*Did you mean: grokking"),
     (["transitions", "run", "grokking", "--seed", "-1"], 2, r"argument --seed: seeds must be ints >= 0\. Got -1"),
     (["transitions", "run", "grokking", "--config", "huge"], 2, r"huge"),

@@ -7,7 +7,6 @@ whatever the umask, a probe set refused against its own pool or a row-shuffled c
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat
@@ -18,6 +17,7 @@ import pytest
 
 from probekit.atomic import atomic_directory, atomic_file, staged_files
 from probekit.cli import main
+from workspace import snapshot
 from probekit.errors import ProbekitUsageError
 from probekit.probeset import ProbeSet
 
@@ -33,12 +33,6 @@ def umask(mask: int):
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file under root (hidden ones too) with its content hash."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def one_error_line(capsys) -> str:
@@ -65,7 +59,7 @@ def test_export_datasets_never_replaces_a_directory_of_the_users(selected, tmp_p
     before = snapshot(tmp_path)
     for extra in ([], ["--overwrite"]):
         assert main(["export", str(selected), "--format", "datasets", "--out", str(mine)] + extra) == 2
-        assert "is a directory with files in it that are not a datasets directory" in one_error_line(capsys)
+        assert "is a directory with files in it that are not a probe-set datasets export" in one_error_line(capsys)
         assert snapshot(tmp_path) == before  # the user's file is there, nothing was added
 
 
@@ -84,10 +78,50 @@ def test_export_datasets_replaces_its_own_kind_only_with_overwrite(selected, tmp
     assert main(["export", str(selected), "--format", "datasets", "--out", str(out)]) == 0
     first = snapshot(out)
     assert main(["export", str(selected), "--format", "datasets", "--out", str(out)]) == 2
-    assert "already exists (a datasets directory); pass overwrite=True (CLI: --overwrite)" in one_error_line(capsys)
+    assert "already exists (a probe-set datasets export); pass --overwrite to replace it" in one_error_line(capsys)
     assert snapshot(out) == first
     assert main(["export", str(selected), "--format", "datasets", "--out", str(out), "--overwrite"]) == 0
     assert load_from_disk(str(out))["probe_id"] == list(ProbeSet.load(selected).ids)
+
+
+def test_export_datasets_never_replaces_a_datasets_directory_it_did_not_write(selected, tmp_path, capsys):
+    from datasets import Dataset
+
+    Dataset.from_dict({"a": list(range(30))}).save_to_disk(str(tmp_path / "my_data"))
+    capsys.readouterr()  # datasets' own bars
+    before = snapshot(tmp_path)
+    assert main(["export", str(selected), "--format", "datasets", "--out", "my_data", "--overwrite"]) == 2
+    assert "not a probe-set datasets export" in one_error_line(capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_nothing_is_written_inside_a_datasets_pool(tmp_path, text_pool, capsys, monkeypatch):
+    from datasets import Dataset
+
+    monkeypatch.chdir(tmp_path)
+    Dataset.from_json(str(text_pool)).save_to_disk("pool_ds")
+    assert main(["select", "--strategy", "random", "--n", "6", "--data", "pool_ds", "--id-field", "uid",
+                 "--out", "p.parquet"]) == 0
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    cases = [["select", "--strategy", "random", "--n", "6", "--data", "pool_ds", "--id-field", "uid",
+              "--out", "pool_ds/p.parquet"],
+             ["export", "p.parquet", "--format", "lm-eval", "--task", "t", "--out", "pool_ds/state.json",
+              "--overwrite"]]
+    for argv in cases:
+        assert main(argv) == 2
+        assert "would write over this command's input" in one_error_line(capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_export_with_another_pool_still_protects_the_recorded_one(selected, text_pool, tmp_path, capsys):
+    copy = tmp_path / "copy.jsonl"
+    copy.write_text(text_pool.read_text())
+    before = snapshot(tmp_path)
+    assert main(["export", str(selected), "--format", "jsonl", "--data", str(copy), "--out", str(text_pool),
+                 "--overwrite"]) == 2
+    assert "would write over this command's input (the probe set's pool" in one_error_line(capsys)
+    assert snapshot(tmp_path) == before
 
 
 def test_select_never_writes_over_its_pool(tmp_path, capsys, monkeypatch):

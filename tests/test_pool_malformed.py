@@ -148,10 +148,3 @@ def test_datasets_logger_and_progress_bars_are_restored(tmp_path):
     good = make(tmp_path, "good.jsonl", jsonl(*LINES))
     assert len(Pool.from_file(good)) == len(ROWS)
     assert logger.level == before
-
-
-def test_old_import_paths_still_work():
-    from probekit.pool import _ALLOWED, _LOADERS, _read_file, _short  # noqa: F401
-    from probekit.pool_files import read_pool_file  # noqa: F401
-
-    assert _LOADERS[".jsonl"] == "json" and "save_to_disk" in _ALLOWED

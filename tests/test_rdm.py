@@ -291,6 +291,18 @@ def test_merge_refuses_a_record_rejected_on_one_shard_only():
         a.merge(b)
 
 
+def test_merge_refuses_shards_that_rejected_different_records_long_ago():
+    # Same counts, and the differing records have left the window: the histories still differ.
+    a, b = DynamicalRDM(window=8), DynamicalRDM(window=8)
+    with pytest.warns(ProbekitWarning):
+        for step in range(20):
+            a.update([np.nan] if step == 3 else [float(step)], step=step)
+            b.update([np.nan] if step == 4 else [float(step) ** 2], step=step)
+    assert a.n_rejected == b.n_rejected == 1 and a.n_records == b.n_records == 19
+    with pytest.raises(ProbekitUsageError, match="which records were admitted and which rejected"):
+        a.merge(b)
+
+
 def test_merge_of_shards_that_rejected_the_same_records_keeps_every_probe():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(8, 6))

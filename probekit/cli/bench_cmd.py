@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
     p.add_argument("--cache-dir", default=None, help="trajectory cache (default: the user cache dir)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace report.md, results.json and figures/ of another grid in --out-dir (rerunning "
+                   help="replace report.md, results.json and the figures of another grid in --out-dir (rerunning "
                         "the same grid there resumes it and needs no flag; computed cells are always kept)")
     p.set_defaults(run=run)
 

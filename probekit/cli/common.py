@@ -50,8 +50,8 @@ def pool_for(probeset, data: str | None, id_field: str | None = None, ignore_fin
     try:
         pool = load_pool(source, id_field)
     except ProbekitUsageError as exc:
-        if given_id_field is not None or id_field is None:
-            raise
+        if given_id_field is not None or id_field is None or repr(id_field) not in str(exc):
+            raise  # not about the id column it reused
         raise ProbekitUsageError(
             f"{exc} (--id-field {id_field!r} is the id column the probe set was selected with; "
             "give --id-field for this pool)"

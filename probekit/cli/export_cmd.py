@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-fingerprint", action="store_true",
                    help="use --data even if it is not the pool the probes came from (match by id)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output file, or an existing datasets directory (never any other "
+                   help="replace an existing output file, or a datasets directory an earlier export wrote (never any other "
                         "directory, never one of the inputs)")
     p.set_defaults(run=run)
 
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from probekit.errors import ProbekitUsageError
     from probekit.atomic import check_replaceable_directory
     from probekit.cli.common import BUILTIN_PREFIX
-    from probekit.cli.outputs import check_new_file, check_not_input
-    from probekit.export import FORMATS, export, is_datasets_directory
+    from probekit.cli.outputs import check_new_file, check_not_input, check_parent
+    from probekit.export import DATASETS_EXPORT, FORMATS, export, is_datasets_directory
     from probekit.probeset import ProbeSet
 
     if args.fmt not in FORMATS:
@@ -64,13 +64,12 @@ def run(args: argparse.Namespace) -> int:
     # Its inputs: the probe set, and the pool (given, or the one the probe set names even when
     # this format does not read it: exporting over it would destroy it all the same).
     recorded = probes.provenance.info.get("pool")
-    pool_path = args.data or (recorded if recorded and not recorded.startswith(("<", BUILTIN_PREFIX)) else None)
-    if pool_path is not None and pool_path.startswith(BUILTIN_PREFIX):
-        pool_path = None
-    inputs = {"PROBES": args.probes, "--data" if args.data else "the probe set's pool": pool_path}
+    inputs = {"PROBES": args.probes, "--data": args.data, "the probe set's pool": recorded}
+    inputs = {k: v for k, v in inputs.items() if v and not v.startswith(("<", BUILTIN_PREFIX))}
     if args.fmt == "datasets":
         check_not_input(out, "--out", inputs)
-        check_replaceable_directory(out, is_datasets_directory, "datasets directory", args.overwrite)
+        check_parent(out, "--out")
+        check_replaceable_directory(out, is_datasets_directory, DATASETS_EXPORT, args.overwrite, flag="--overwrite")
     else:
         check_new_file(out, "--out", args.overwrite, inputs)
     pool = None

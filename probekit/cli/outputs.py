@@ -39,13 +39,14 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _clashes(output: Path, inputs: Mapping[str, str | os.PathLike | None]) -> str | None:
-    """The option naming an input that ``output`` would write over, if any."""
+    """The option naming an input that ``output`` would write over, if any: the input itself,
+    a directory holding it, or a path inside an input directory (a ``datasets`` pool)."""
     out = _real(output)
     for option, given in inputs.items():
         if not given:
             continue
         source = _real(given)
-        if _same(out, source) or out in source.parents:
+        if _same(out, source) or out in source.parents or (source.is_dir() and source in out.parents):
             return option
     return None
 
@@ -69,10 +70,20 @@ def check_new_file(output: str | os.PathLike, option: str, overwrite: bool,
     path = Path(output)
     if path.is_dir():
         raise ProbekitUsageError(f"{option} {path} is a directory; it must name a file.")
+    check_parent(path, option)
     if path.exists() and not overwrite:
         raise ProbekitUsageError(
             f"{option} {path} already exists; pass --overwrite to replace it, or choose another {option}."
         )
+
+
+def check_parent(path: str | os.PathLike, option: str) -> None:
+    """The folders above an output must be folders (or not exist yet): found before any work."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ProbekitUsageError(f"{option} {os.fspath(path)}: {parent} is a file, not a directory.")
+            return
 
 
 def check_files_in_dir(directory: str | os.PathLike, names: Iterable[str], option: str, overwrite: bool,
@@ -81,6 +92,7 @@ def check_files_in_dir(directory: str | os.PathLike, names: Iterable[str], optio
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ProbekitUsageError(f"{option} {directory} exists and is not a directory.")
+    check_parent(directory, option)
     existing = []
     for name in names:
         target = directory / name

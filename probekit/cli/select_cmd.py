@@ -77,12 +77,12 @@ def selector_params(cls, args: argparse.Namespace) -> dict:
         if value is None:
             continue
         if name not in accepted:
-            from probekit.selectors.mixture import _takers
+            from probekit.selectors.mixture import strategies_taking
 
             raise ProbekitUsageError(
                 f"{_FLAG_PARAMS[name]} does not apply to strategy {cls.name!r} "
                 f"(its parameters: {', '.join(sorted(accepted)) or 'none'}); strategies taking it: "
-                f"{_takers(name)}, mixture."
+                f"{strategies_taking(name)}, mixture."
             )
         if name in params:
             raise ProbekitUsageError(f"{name} is given both as {_FLAG_PARAMS[name]} and as --param.")

@@ -142,7 +142,11 @@ def _rdm_state(monitor: Any, state: Any) -> dict:
             raise _fail(f"rdm {key!r} must be an int >= 0. Got {_short(state[key])}.")
     if not isinstance(state["warned"], (bool, np.bool_)):
         raise _fail(f"rdm 'warned' must be a bool. Got {_short(state['warned'])}.")
+    history = state.get("history", 0)  # absent from states saved before it existed
+    if not _is_int(history, 0):
+        raise _fail(f"rdm 'history' must be an int >= 0. Got {_short(history)}.")
     out = {k: state[k] for k in ("version", "config", "n", "pos", "count", "seen", "rejected", "warned")}
+    out["history"] = history
     out = {k: (int(v) if _is_int(v) else v) for k, v in out.items()}
     out["warned"] = bool(state["warned"])
     out["probe_ids"] = None if ids is None else list(ids)
