@@ -154,12 +154,18 @@ def staged_files(directory: str | os.PathLike) -> Iterator[Path]:
     the umask's mode (or keep the mode of the file they replace).
     """
     target = Path(directory)
+    created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".probekit-", suffix=".tmp", dir=target))
+    done = False
     try:
         yield stage
         for item in sorted(stage.iterdir()):
             os.chmod(item, _mode_for(target / item.name, directory=item.is_dir()))
             os.replace(item, target / item.name)
+        done = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if created and not done:
+            with contextlib.suppress(OSError):
+                target.rmdir()  # the folder this call made, left empty by the failure

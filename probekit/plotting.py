@@ -57,9 +57,12 @@ def plot_analysis(
         (axes[2], s.pr, "PR (participation ratio)", False),
     ]
     for ax, y, label, log in panels:
-        positive = np.where(y > 0, y, np.nan) if log else y
-        ax.plot(steps, positive, lw=1.2, color="tab:blue")
-        if log and np.isfinite(positive).any():
+        finite = y[np.isfinite(y)]
+        # a log axis would silently drop zero and negative values (a user's losses may go below 0)
+        log = log and finite.size > 0 and bool((finite > 0).all())
+        few = finite.size <= 3  # e.g. a window as long as the run: one point, which a line does not show
+        ax.plot(steps, y, lw=1.2, color="tab:blue", marker="o" if few else None, ms=4)
+        if log:
             ax.set_yscale("log")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -311,11 +311,13 @@ class ProbeSet:
             if same_rows is not None and same_rows == pool.content_fingerprint:
                 ignore_fingerprint = True  # the same examples in another row order: re-index by id
             else:
+                was, now = _id_source(self.provenance.info.get("pool_id_field")), _id_source(pool.id_field)
+                why = ("its content differs from the selection's pool"
+                       if was == now else "give the same --id-field, or")
                 raise PoolMismatchError(
-                    f"probe set was made from pool {recorded[:12]} (ids: {_id_source(self.provenance.info.get('pool_id_field'))}) "
-                    f"but pool {pool.name!r} is {pool.fingerprint[:12]} (ids: {_id_source(pool.id_field)}); "
-                    "give the same --id-field, or pass ignore_fingerprint=True (CLI: --ignore-fingerprint) "
-                    "to match probes by id."
+                    f"probe set was made from pool {recorded[:12]} (ids: {was}) but pool {pool.name!r} is "
+                    f"{pool.fingerprint[:12]} (ids: {now}); {why}{';' if was == now else ''} pass "
+                    "ignore_fingerprint=True (CLI: --ignore-fingerprint) to match probes by id."
                 )
         known = set(pool.ids.tolist())
         missing = [v for v in self.ids if v not in known]

@@ -113,7 +113,7 @@ def test_no_partial_output_when_a_late_step_fails(tmp_path, monkeypatch, capsys)
     assert main(["analyze", str(tmp_path / "l.npy"), "--out-dir", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["probekit analyze: error: disk full"]
-    assert list(out.iterdir()) == []  # neither series.csv nor summary.json, nor staging
+    assert not out.exists()  # neither series.csv nor summary.json, nor staging, nor the folder it made
 
 
 def _write_bad_inputs(tmp_path: Path) -> dict[str, Path]:

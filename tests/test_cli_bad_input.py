@@ -75,6 +75,10 @@ CASES = [
     # -- export --------------------------------------------------------------------------
     (["export", "{ws}/probes.parquet", "--format", "xml"], 2, r"--format must be one of jsonl, csv, datasets"),
     (["export", "{ws}/probes.parquet", "--format", "lm-eval"], 2, r"--format lm-eval needs --task"),
+    (["export", "{ws}/probes.parquet", "--format", "jsonl", "--task", "t"], 2,
+     r"--task applies to --format lm-eval only; got --format jsonl"),
+    (["select", "--stratgy", "cluster"], 2,
+     r"^probekit select: error: unrecognized arguments: --stratgy cluster \(see 'probekit select --help'\)$"),
     (["export", "{ws}/probes.parquet", "--format", "jsonl", "--out", "{ws}/pool.jsonl"], 2,
      r"would write over this command's input \(the probe set's pool"),
     (["export", "{ws}/probes.parquet", "--format", "csv", "--out", "{ws}/probes.parquet", "--overwrite"], 2,

@@ -340,3 +340,52 @@ def test_bench_report_records_the_real_command_line(tmp_path, monkeypatch, capsy
     out = str(tmp_path / "b")
     assert main(["-v", "bench", "--quick", "--families", "grokking", "--out-dir", out]) == 0
     assert seen["command"] == f"probekit -v bench --quick --families grokking --out-dir {out}"
+
+
+def test_analyze_overwrite_without_a_plot_removes_the_stale_figure(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("l.npy", np.random.default_rng(0).normal(size=(40, 5)))
+    assert main(["analyze", "l.npy", "--window", "8", "--out-dir", "res"]) == 0
+    assert (tmp_path / "res" / "analyze.png").exists()
+    assert main(["analyze", "l.npy", "--window", "16", "--out-dir", "res", "--no-plot"]) == 2
+    assert "already holds series.csv, summary.json, analyze.png" in capsys.readouterr().err
+    assert main(["analyze", "l.npy", "--window", "16", "--out-dir", "res", "--no-plot", "--overwrite"]) == 0
+    assert not (tmp_path / "res" / "analyze.png").exists()  # a W=8 figure beside W=16 series would mislead
+
+
+def test_warnings_are_one_line_naming_the_command(tmp_path):
+    import subprocess
+    import sys
+
+    x = np.random.default_rng(0).normal(size=(40, 5))
+    x[3] = np.nan
+    np.save(tmp_path / "l.npy", x)
+    proc = subprocess.run([sys.executable, "-m", "probekit", "analyze", str(tmp_path / "l.npy"), "--window", "8",
+                           "--no-plot", "--out-dir", str(tmp_path / "o")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # not Python's "file.py:92: ProbekitWarning: ..." followed by a line of source
+    assert proc.stderr.splitlines() == ["probekit analyze: warning: rdm_series rejected 1 record(s) with NaN or "
+                                        "inf losses."]
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    np.save(tmp_path / "big.npy", np.random.default_rng(0).normal(size=(6000, 400)))
+    proc = subprocess.Popen([sys.executable, "-m", "probekit", "analyze", str(tmp_path / "big.npy"),
+                             "--window", "64", "--out-dir", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "out").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the staging folder exists once the outputs are being written
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("analyze finished before the signal arrived")
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "probekit analyze: terminated"
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -9,10 +9,11 @@ Conventions every subcommand follows (DESIGN.md §5):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from probekit._version import __version__
 
@@ -73,11 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # name the command whose flags they are not, as argparse does for its own errors
+        command = _subparser(parser, args)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.command_line = "probekit " + shlex.join(argv)  # what was run, for reports that record it
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    with _one_line_warnings(f"probekit {args.command}"), _stop_on_sigterm():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -107,11 +116,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 143
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         _traceback_if(args.debug)
         hint = "" if args.debug else " (rerun with --debug for a traceback)"
         print(f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}", file=sys.stderr)
         return EXIT_RUNTIME
+
+
+class Terminated(BaseException):
+    """SIGTERM (timeout, a batch scheduler, docker stop), raised so that cleanup runs as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prog: str) -> Iterator[None]:
+    """Warnings as one line each, `probekit CMD: warning: ...`, not Python's file:line + source."""
+    import warnings
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        return f"{prog}: warning: {' '.join(str(message).split())}\n"
+
+    previous = warnings.formatwarning
+    warnings.formatwarning = formatwarning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
+def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that was run, for errors that belong to it."""
+    current = parser
+    for dest in ("command", "action"):
+        name = getattr(args, dest, None)
+        actions = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not name or not actions or name not in actions[0].choices:
+            break
+        current = actions[0].choices[name]
+    return current
 
 
 def _traceback_if(debug: bool) -> None:

@@ -19,6 +19,10 @@ outputs in --out-dir: series.csv (one row per record), summary.json, analyze.png
 """
 
 
+#: The files analyze writes into --out-dir.
+OUTPUTS = ("series.csv", "summary.json", "analyze.png")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "analyze",
@@ -64,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
                              ("--stride", args.stride, 1), ("--demo-seed", args.demo_seed, 0)):
         if value < low:
             raise ProbekitUsageError(f"argument {flag}: must be an int >= {low}. Got {value} instead.")
-    outputs = ["series.csv", "summary.json"] + ([] if args.no_plot else ["analyze.png"])
-    check_files_in_dir(args.out_dir, outputs, "--out-dir", args.overwrite, {"LOSSES": args.losses})
+    # analyze.png is checked with --no-plot too: a figure of earlier settings must not be left
+    # beside the new series (with --overwrite it is removed)
+    check_files_in_dir(args.out_dir, OUTPUTS, "--out-dir", args.overwrite, {"LOSSES": args.losses})
     alarm_params = parse_key_values(args.alarm_param, "--alarm-param")
     onsets: list[int] = []
     index = "step"  # what a record's index is called: "record" when the file had no steps
@@ -110,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             from probekit.plotting import plot_analysis
 
             plot_analysis(result, stage / "analyze.png", title=source, onsets=onsets, index=index)
+    if args.no_plot and (out_dir / "analyze.png").exists():  # --overwrite was given (checked above)
+        (out_dir / "analyze.png").unlink()
     _print_report(result, summary, out_dir, args.no_plot, index)
     return 0
 

@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fmt not in FORMATS:
         raise ProbekitUsageError(f"--format must be one of {', '.join(FORMATS)}; got {args.fmt!r}.")
+    if args.task is not None and args.fmt != "lm-eval":
+        raise ProbekitUsageError(f"--task applies to --format lm-eval only; got --format {args.fmt}.")
     if args.fmt == "lm-eval" and not args.task:
         raise ProbekitUsageError("--format lm-eval needs --task NAME (the lm-evaluation-harness task).")
     probes = ProbeSet.load(args.probes)

@@ -49,16 +49,20 @@ def run_list(args: argparse.Namespace) -> int:
     from probekit.errors import ProbekitError
     from probekit.registry import TRANSITIONS
 
-    print(f"{'name':<22} {'kind':<10} {'order':<7} {'presets':<15} summary")
+    rows = []
     for name in TRANSITIONS.names():
         try:
             cls = TRANSITIONS.load(name)
         except ProbekitError as exc:  # a broken plugin must not hide the others
-            print(f"{name:<22} (cannot be loaded: {exc})")
+            rows.append((name, f"(cannot be loaded: {exc})"))
             continue
-        kind = cls.kind
-        presets = ",".join(cls.preset_names())
-        print(f"{name:<22} {kind:<10} {cls.transition_order:<7} {presets:<15} {cls.summary}")
+        rows.append((name, cls.kind, cls.transition_order, ",".join(cls.preset_names()), cls.summary))
+    widths = [max(len(r[i]) for r in rows + [("name", "kind", "order", "presets")] if len(r) > 2) for i in range(4)]
+    for row in [("name", "kind", "order", "presets", "summary")] + rows:
+        if len(row) == 2:
+            print(f"{row[0]:<{widths[0]}}  {row[1]}")
+        else:
+            print("  ".join(f"{v:<{w}}" for v, w in zip(row[:4], widths)) + "  " + row[4])
     return 0
 
 
