@@ -105,9 +105,21 @@ def problems(
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` spawned processes (a fresh interpreter each: torch and fork do not
     mix well) that exit within a second of this process's death, however it dies, and draw
-    no progress bars (their stderr is this process's terminal)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=_worker_init, initargs=(os.getpid(),))
+    no progress bars (their stderr is this process's terminal). Interrupted (Ctrl-C, SIGTERM),
+    it stops its workers at once instead of waiting for the work in flight."""
+    return _WorkerPool(max_workers=workers, mp_context=get_context("spawn"),
+                       initializer=_worker_init, initargs=(os.getpid(),))
+
+
+class _WorkerPool(ProcessPoolExecutor):
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and not issubclass(exc_type, Exception):  # KeyboardInterrupt, SIGTERM
+            # ProcessPoolExecutor.__exit__ would wait for every running job (minutes of a bench)
+            for process in list((self._processes or {}).values()):
+                process.terminate()
+            self.shutdown(wait=False, cancel_futures=True)
+            return False
+        return super().__exit__(exc_type, exc, tb)
 
 
 def _worker_init(parent: int) -> None:

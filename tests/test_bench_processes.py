@@ -98,6 +98,37 @@ def test_workers_and_resource_tracker_exit_soon_after_the_bench_is_sigkilled(pha
         _reap_leftovers(watched)
 
 
+@pytest.mark.parametrize("phase", ["record", "score"])
+def test_sigterm_stops_the_bench_and_its_workers_at_once(phase, tmp_path):
+    # The CLI turns SIGTERM into an exception so that cleanup runs; the pool must then stop its
+    # workers, not wait for their jobs (which here never end).
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import bench_crash_helper as h\n"
+            "from probekit.cli import Terminated, _stop_on_sigterm\n"
+            "try:\n"
+            f"    with _stop_on_sigterm(): h.run_until_killed({phase!r}, {str(tmp_path / 'out')!r})\n"
+            "except Terminated:\n"
+            "    sys.exit(143)\n")
+    with open(tmp_path / "stderr.txt", "w") as err:
+        bench = subprocess.Popen([sys.executable, "-c", code], stderr=err,
+                                 env={**os.environ, "PROBEKIT_TEST_PID_DIR": str(pid_dir)})
+    workers: list[int] = []
+    try:
+        assert _wait(lambda: len(list(pid_dir.iterdir())) >= 2, 90) is not None, \
+            (tmp_path / "stderr.txt").read_text()[-2000:]
+        workers = [int(p.name) for p in pid_dir.iterdir()]
+        bench.send_signal(signal.SIGTERM)
+        assert _wait(lambda: bench.poll() is not None, GRACE) is not None, "the bench waited for its jobs"
+        assert bench.returncode == 143, (tmp_path / "stderr.txt").read_text()[-2000:]
+        assert _wait(lambda: all(_gone(pid) for pid in workers), GRACE) is not None
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+        _reap_leftovers(workers)
+
+
 def _spinner(watch: str, ready: Path) -> list[str]:
     """A python process that watches ``watch`` (an expression for the pid) with the thread
     alone (no PR_SET_PDEATHSIG), says it is ready, then computes forever."""
