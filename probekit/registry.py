@@ -103,10 +103,36 @@ class Registry:
             self._loaded[name] = target
         return self._loaded[name]
 
+    def ordered_names(self) -> list[str]:
+        """The built-ins in their own (declared) order, then every other registered name, sorted."""
+        registered = self.names()
+        return [n for n in self._builtin if n in registered] + [n for n in registered if n not in self._builtin]
+
+    # -- registries of declarations (signals, export formats): objects with a ``name``, not classes
+    def declaration(self, name: str, kind: type) -> Any:
+        """The object registered as ``name``, which must be a ``kind`` of that name."""
+        spec = self.load(name)
+        if not isinstance(spec, kind) or getattr(spec, "name", None) != name:
+            got = f"one named {spec.name!r}" if isinstance(spec, kind) else type(spec).__name__
+            raise ProbekitError(
+                f"the {self.kind} {name!r} must be registered as {_a(kind.__name__)} named {name!r}. Got {got} instead.")
+        return spec
+
+    def register_declaration(self, spec: Any, kind: type) -> None:
+        """Add a declaration at run time (tests, notebooks); a name already registered is refused."""
+        if not isinstance(spec, kind):
+            raise ProbekitUsageError(
+                f"Registering {_a(self.kind)} needs {_a(kind.__name__)}. Got {type(spec).__name__} instead.")
+        self.register(spec.name, spec)
+
     def describe(self, name: str) -> str:
         """First line of the class docstring."""
         doc = (self.load(name).__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 SELECTORS = Registry("probekit.selectors", "selector", BUILTIN_SELECTORS)
@@ -128,6 +154,43 @@ BUILTIN_TRANSITIONS = {
 
 #: Reference runs (``probekit.eval``), group ``probekit.transitions``.
 TRANSITIONS = Registry("probekit.transitions", "reference run", BUILTIN_TRANSITIONS)
+
+BUILTIN_ALARM_RULES = {
+    "kendall": "probekit.alarms.kendall:KendallTrend",
+    "running-min": "probekit.alarms.running_min:RunningMinRatio",
+    "zscore": "probekit.alarms.zscore:RobustZScore",
+}
+
+#: Alarm rules (``probekit.alarms``), group ``probekit.alarm_rules``; ``probekit.alarms.make_rule``
+#: builds them by name, and ``probekit.alarms.ALARM_RULES`` is a read-only view of this registry.
+ALARMS = Registry("probekit.alarm_rules", "alarm rule", BUILTIN_ALARM_RULES)
+
+# Export formats: one declaration each (name, suffix, pool, options, writer, reader); the order
+# here is the order `probekit export --help` lists the built-ins in.
+BUILTIN_EXPORT_FORMATS = {
+    "jsonl": "probekit.export_formats:JSONL",
+    "csv": "probekit.export_formats:CSV",
+    "datasets": "probekit.export_formats:DATASETS",
+    "npy": "probekit.export_formats:NPY",
+    "lm-eval": "probekit.export_formats:LM_EVAL",
+}
+
+#: Export formats (``probekit export``, ``probekit.export.export``), group ``probekit.export_formats``;
+#: each entry is a ``probekit.export_formats.ExportFormat``.
+EXPORT_FORMATS = Registry("probekit.export_formats", "export format", BUILTIN_EXPORT_FORMATS)
+
+# 2RDM signals: each declared once in probekit/signal_table.py; listed (and offered) in this order.
+BUILTIN_SIGNALS = {
+    "shc": "probekit.signal_table:SHC",
+    "inv_pr": "probekit.signal_table:INV_PR",
+    "leading_share": "probekit.signal_table:LEADING_SHARE",
+    "trace": "probekit.signal_table:TRACE",
+    "lambda_1": "probekit.signal_table:LAMBDA_1",
+}
+
+#: 2RDM signals (``probekit.signal_table.Signal`` instances), group ``probekit.signals``:
+#: what ``probekit analyze --signal``, ``Monitor(signal=...)`` and the bench's ``SignalSpec`` accept.
+SIGNALS = Registry("probekit.signals", "signal", BUILTIN_SIGNALS)
 
 
 def make_selector(name: str, **params: Any) -> Any:

@@ -14,6 +14,9 @@ third-party selector can run it in its own tests::
 or all at once with ``check_selector(MySelector.example())``. A failing check
 raises ``AssertionError`` naming the selector and what broke.
 
+Alarm rules have their own suite, re-exported here from ``probekit.alarms.testing``:
+``ALARM_CHECKS``, ``check_alarm_rule(MyRule.example())`` and ``make_test_series``.
+
 The test pool (``make_test_pool``) has what every built-in strategy needs:
 text, a precomputed 16-d ``embedding``, a class ``label``, a protected
 attribute ``group`` with counterfactual ``pair_id``s, a ``topic`` with a rare
@@ -29,7 +32,10 @@ import numpy as np
 from probekit.errors import ProbekitUsageError
 from probekit.params import Interval
 
-__all__ = ["CHECKS", "check_selector", "make_test_pool"]
+# The alarm-rule suite lives beside the rules; it is re-exported here so both suites import alike.
+from probekit.alarms.testing import ALARM_CHECKS, check_alarm_rule, make_test_series  # noqa: E402
+
+__all__ = ["ALARM_CHECKS", "CHECKS", "check_alarm_rule", "check_selector", "make_test_pool", "make_test_series"]
 
 
 def make_test_pool(size: int = 200, seed: int = 0):

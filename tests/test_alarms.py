@@ -26,6 +26,7 @@ from probekit.alarms import (
 from probekit.alarms.base import run_alarms
 from probekit.alarms.kendall import _phi_bins, _rolling_pair_counts, _tau_b
 from probekit.errors import ProbekitUsageError, ProbekitWarning
+from probekit.registry import ALARMS
 
 TINY = np.finfo(np.float64).tiny
 
@@ -374,25 +375,43 @@ def test_kendall_alpha_below_smallest_p_warns():
 # --------------------------------------------------------------------------- online == offline
 
 
+# Parameters that reach each rule's code paths on these gappy series, by registry name (Kendall's
+# default window is never free of gaps here; probekit.alarms.testing runs every example). Every
+# registered rule runs, with each persistence: its example where it is not listed.
+VARIANTS = {
+    "running-min": [{}, {"min_history": 4}, {"memory": 7}],
+    "zscore": [{"baseline": 15}, {"baseline": 8, "transform": "none", "min_baseline": 3}],
+    "kendall": [{"window": 8, "n_surrogates": 49}],
+}
+
+
 def _online_rules():
-    for p in (1, 2, 3, 5):
-        yield RunningMinRatio(ratio=1.8, persistence=p)
-        yield RunningMinRatio(ratio=2.5, persistence=p, min_history=4)
-        yield RunningMinRatio(ratio=1.8, persistence=p, memory=7)
-        yield RobustZScore(baseline=15, threshold=2.0, persistence=p)
-        yield RobustZScore(baseline=8, threshold=0.5, persistence=p, transform="none",
-                           min_baseline=3)
-        yield KendallTrend(window=8, alpha=0.1, n_surrogates=49, persistence=p)
+    for name in ALARMS.names():
+        for params in VARIANTS.get(name, [{}]):
+            for p in (1, 2, 3, 5):
+                yield ALARMS.load(name).example().set_params(**params, persistence=p)
+
+
+def test_variants_name_registered_rules():
+    assert set(VARIANTS) <= set(ALARMS.names())
 
 
 @pytest.mark.parametrize("rule", list(_online_rules()), ids=repr)
 def test_online_decisions_equal_offline(rule):
     rng = np.random.default_rng(zlib.crc32(repr(rule).encode()))
-    fired = 0
+    runs = []
     for i in range(6):
         x = noisy_series(rng, 200, nan_frac=0.15, zeros=i % 2 == 0, decimals=2 if i % 3 else None)
         if isinstance(rule, RobustZScore) and rule.transform == "none":
             x = np.log(np.maximum(x, 1e-3))  # a signed signal
+        runs.append(x)
+    # The threshold: the median distinct score (below the largest), so that every rule fires.
+    scores = np.concatenate([rule.scores(x) for x in runs])
+    distinct = np.unique(scores[np.isfinite(scores)])[:-1]
+    assert distinct.size, f"{rule!r} gives fewer than two distinct scores on these series"
+    rule = rule.with_score_threshold(float(distinct[distinct.size // 2]))
+    fired = 0
+    for x in runs:
         online = rule.online()
         decisions, scores = [], []
         for v in x:

@@ -1,6 +1,6 @@
 """Alarm rules: turn a signal series (e.g. SHC per record) into alarm times.
 
-Three rules, one module each, behind one contract (``base.AlarmRule``):
+Three built-in rules, one module each, behind one contract (``base.AlarmRule``):
 
 - ``RunningMinRatio`` ("running-min"): signal / its running minimum > ratio;
 - ``RobustZScore`` ("zscore"): robust z of log-signal against a trailing median/MAD;
@@ -10,11 +10,16 @@ Each has ``scores``, ``persistent_scores``, ``exceedances``, ``alarms`` (pure,
 vectorised) and ``online()`` (a streaming twin with identical decisions), plus a
 functional shortcut. ``calibrate`` sets a rule's threshold from null runs.
 
+Rules are found by name through the registry ``probekit.registry.ALARMS`` (entry-point
+group ``probekit.alarm_rules``, where the built-ins register exactly as a third-party
+rule does); ``make_rule`` builds one, and ``analyze``, the Monitor and the bench all
+go through it. ``ALARM_RULES`` is a read-only name -> class view of that registry.
+
 Only numpy is imported here, so this package is cheap to import.
 """
 from __future__ import annotations
 
-import difflib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from probekit.alarms.base import AlarmRule
@@ -23,29 +28,47 @@ from probekit.alarms.kendall import KendallTrend, kendall_trend_alarm
 from probekit.alarms.online import OnlineAlarm
 from probekit.alarms.running_min import RunningMinRatio, running_min_ratio_alarm
 from probekit.alarms.zscore import RobustZScore, robust_zscore_alarm
-from probekit.errors import ProbekitUsageError
+from probekit.errors import ProbekitError, ProbekitUsageError
+from probekit.registry import ALARMS
 
-ALARM_RULES: dict[str, type[AlarmRule]] = {
-    "running-min": RunningMinRatio,
-    "zscore": RobustZScore,
-    "kendall": KendallTrend,
-}
 
-# Provisional: best on the prototypes (FINDINGS.md, 23/24 DLN transitions with
+class _RegisteredRules(Mapping):
+    """Read-only view of the alarm-rule registry: name -> rule class (loaded on first use)."""
+
+    def __getitem__(self, name: str) -> type[AlarmRule]:
+        if name not in ALARMS.names():
+            raise KeyError(name)
+        return _rule_class(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ALARMS.names())
+
+    def __len__(self) -> int:
+        return len(ALARMS.names())
+
+    def __repr__(self) -> str:
+        return f"ALARM_RULES({', '.join(ALARMS.names())})"
+
+
+ALARM_RULES: Mapping[str, type[AlarmRule]] = _RegisteredRules()
+
+# Provisional: best on the prototypes (docs/findings.md, 23/24 DLN transitions with
 # 0-1 false alarms). The benchmark of a later issue decides the final default.
 DEFAULT_RULE = "running-min"
 
 
+def _rule_class(name: Any) -> type[AlarmRule]:
+    cls = ALARMS.load(name)  # unknown names: "Unknown alarm rule ... Did you mean ..."
+    if not (isinstance(cls, type) and issubclass(cls, AlarmRule)):
+        raise ProbekitError(
+            f"the alarm rule {name!r} is registered as {cls!r}, which is not an AlarmRule subclass."
+        )
+    return cls
+
+
 def make_rule(name: str = DEFAULT_RULE, **params: Any) -> AlarmRule:
     """Build the registered rule ``name`` with ``params`` (validated when it runs)."""
-    available = sorted(ALARM_RULES)
-    if not isinstance(name, str) or name not in ALARM_RULES:
-        close = difflib.get_close_matches(name, available, n=1) if isinstance(name, str) else []
-        hint = f" Did you mean: {close[0]}?" if close else ""
-        raise ProbekitUsageError(
-            f"Unknown alarm rule {name!r}.{hint} Available: {', '.join(available)}."
-        )
-    cls = ALARM_RULES[name]
+    cls = _rule_class(name)
     unknown = sorted(set(params) - set(cls._param_names()))
     if unknown:
         raise ProbekitUsageError(

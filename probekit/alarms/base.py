@@ -23,6 +23,22 @@ monitor that gets one from elsewhere should not crash on it.)
 Rules follow the scikit-learn contract: the constructor only stores its keyword
 arguments; they are validated, with probekit's one error template, when work
 is done (``scores``, ``exceedances``, ``alarms``, ``online``).
+
+A rule is one subclass of ``AlarmRule`` (one module) registered in the entry-point
+group ``probekit.alarm_rules`` (``probekit.registry.ALARMS``); it declares
+
+- ``name`` (its registry name) and ``threshold_param`` (the parameter that acts as
+  the threshold; override ``score_threshold`` / ``with_score_threshold`` when the
+  parameter is not on the score scale, as Kendall's ``alpha`` is not);
+- ``_constraints``: every constructor parameter with its allowed values
+  (``probekit.params``), checked by the default ``_check``;
+- ``record_params``: the parameters that count records, each with its smallest
+  value on a coarser record grid (``coarse_params``); ``persistence`` is one;
+
+and implements the hooks ``_check`` (only to add cross-parameter checks or to
+fill defaults that depend on other parameters), ``_scores`` (offline) and
+``_online_state`` / ``_online_score`` (the streaming twin, bit-identical scores).
+``probekit.alarms.testing`` is the conformance suite every registered rule passes.
 """
 from __future__ import annotations
 
@@ -32,7 +48,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
-from probekit.params import Options, ParamsMixin
+from probekit.params import Interval, Options, ParamsMixin, validate
 
 if TYPE_CHECKING:  # online.py imports this module
     from probekit.alarms.online import OnlineAlarm
@@ -144,13 +160,26 @@ def run_alarms(exceed: np.ndarray, persistence: int) -> np.ndarray:
 
 
 class AlarmRule(ParamsMixin):
-    """Base class: subclasses define ``_constraints``, ``_resolve``, ``_scores`` and the
-    online hooks, and name their threshold parameter in ``threshold_param``."""
+    """Base class of the alarm rules (the module docstring lists what a subclass declares).
 
-    #: registry name (``ALARM_RULES`` key), used in provenance and messages
+    Subclasses declare ``name``, ``threshold_param``, ``_constraints`` and
+    ``record_params``, and implement ``_scores``, ``_online_state`` and
+    ``_online_score`` (``_check`` only where the table cannot say it all).
+    """
+
+    #: registry name (``probekit.registry.ALARMS``), used in provenance and messages
     name: ClassVar[str] = ""
     #: the constructor parameter that acts as the threshold
     threshold_param: ClassVar[str] = ""
+    #: every constructor parameter -> its allowed values, in the order they are checked
+    _constraints: ClassVar[dict[str, Any]] = {}
+    #: the parameters that count records -> their smallest value on a coarser grid
+    record_params: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def example(cls) -> "AlarmRule":
+        """The instance the conformance suite runs (its defaults unless a rule says otherwise)."""
+        return cls()
 
     def clone(self, **params: Any) -> "AlarmRule":
         """A new rule with the same parameters, some replaced by ``params``."""
@@ -171,10 +200,36 @@ class AlarmRule(ParamsMixin):
         """A copy whose threshold parameter is set so that ``score_threshold == h``."""
         return self.clone(**{self.threshold_param: float(h)})
 
+    # -- coarser record grids ---------------------------------------------------------
+    def coarse_params(self, k: int) -> dict[str, Any]:
+        """The parameters for the same signal recorded ``k`` times less often.
+
+        Each parameter of ``record_params`` (a count of records) becomes
+        ``min(v, max(minimum, v // k))``: divided by ``k``, kept at least at the rule's
+        declared minimum, never raised above ``v`` (so ``k = 1`` changes nothing);
+        None stays None. Every other parameter is unchanged.
+        """
+        validate(f"{type(self).__name__}.coarse_params", {"k": k}, {"k": Interval(int, 1, None)})
+        self._check()
+        params = self.get_params()
+        for key, minimum in self.record_params.items():
+            if params[key] is not None:
+                params[key] = min(params[key], max(minimum, params[key] // k))
+        return params
+
     # -- subclass hooks ---------------------------------------------------------------
     def _check(self) -> dict[str, Any]:
-        """Validate the parameters; return them resolved (defaults filled in)."""
-        raise NotImplementedError
+        """Validate the parameters; return them resolved (defaults filled in).
+
+        The default checks ``_constraints``; override it to add checks that involve
+        several parameters, or to resolve defaults, starting from ``self._validate``.
+        """
+        return self._validate(self._constraints)
+
+    def _validate(self, constraints: dict[str, Any]) -> dict[str, Any]:
+        params = self.get_params()
+        validate(type(self).__name__, params, constraints)
+        return params
 
     def _scores(self, x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
         """Scores of a checked float64 series (non-finite already NaN)."""

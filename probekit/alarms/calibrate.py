@@ -1,6 +1,6 @@
 """Calibrate an alarm rule's threshold on null runs (runs without a transition).
 
-Thresholds are calibrated, not guessed (DESIGN.md §3). Given null series, the
+Thresholds are calibrated, not guessed (docs/design.md §3). Given null series, the
 rule's *persistent scores* (the rolling minimum of its score over the last
 ``persistence`` records, so that persistent_score > h exactly where the rule
 with score threshold h has ``persistence`` consecutive exceedances) are compared

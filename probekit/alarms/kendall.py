@@ -32,7 +32,7 @@ import numpy as np
 
 from probekit.alarms.base import TRANSFORMS, AlarmRule, apply_transform
 from probekit.errors import ProbekitWarning
-from probekit.params import Interval, validate
+from probekit.params import Interval
 
 PHI_CLIP = 0.95
 PHI_BINS_PER_UNIT = 20  # grid step 0.05
@@ -164,6 +164,16 @@ class KendallTrend(AlarmRule):
 
     name = "kendall"
     threshold_param = "alpha"
+    _constraints = {
+        "window": Interval(int, 4, None),
+        "alpha": Interval(float, 0, 1, closed="right"),
+        "n_surrogates": Interval(int, 1, None),
+        "persistence": Interval(int, 1, None),
+        "transform": TRANSFORMS,
+        "seed": Interval(int, 0, None),
+    }
+    # On a coarser grid the window keeps at least 8 records, as the z-score's baseline does.
+    record_params = {"window": 8, "persistence": 1}
 
     def __init__(
         self,
@@ -190,19 +200,7 @@ class KendallTrend(AlarmRule):
         return self.clone(alpha=1.0 - float(h))
 
     def _check(self) -> dict[str, Any]:
-        params = self.get_params()
-        validate(
-            type(self).__name__,
-            params,
-            {
-                "window": Interval(int, 4, None),
-                "alpha": Interval(float, 0, 1, closed="right"),
-                "n_surrogates": Interval(int, 1, None),
-                "persistence": Interval(int, 1, None),
-                "transform": TRANSFORMS,
-                "seed": Interval(int, 0, None),
-            },
-        )
+        params = super()._check()
         p_min = 1.0 / (1.0 + self.n_surrogates)
         if self.score_threshold >= 1.0 - p_min:
             warnings.warn(

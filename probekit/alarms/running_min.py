@@ -21,7 +21,7 @@ scores 1 forever, never alarming.)
 The series must be non-negative: a ratio to a running minimum means nothing
 for signs that change (SHC, PR and variances are >= 0). Negative values raise.
 
-FINDINGS.md: "SHC exceeds 10x its running minimum for 3 records" caught 23/24
+docs/findings.md: "SHC exceeds 10x its running minimum for 3 records" caught 23/24
 deep-linear-network transitions with 0-1 false alarms, every induction-head and
 x^2-grokking run, and failed only on ReLU grokking (a 6-11x hump). Hence the
 defaults, and this being the provisional default rule.
@@ -35,7 +35,7 @@ import numpy as np
 
 from probekit.alarms.base import AlarmRule
 from probekit.errors import ProbekitUsageError
-from probekit.params import AnyOf, Interval, validate
+from probekit.params import AnyOf, Interval
 
 
 def _ratio(x: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -59,9 +59,9 @@ class RunningMinRatio(AlarmRule):
     Parameters
     ----------
     ratio : float, default 10.0
-        Exceed iff x_t / m_t > ratio (FINDINGS.md: 10x).
+        Exceed iff x_t / m_t > ratio (docs/findings.md: 10x).
     persistence : int, default 3
-        Consecutive exceedances needed to fire (FINDINGS.md: 3 records).
+        Consecutive exceedances needed to fire (docs/findings.md: 3 records).
     min_history : int, default 1
         Finite values seen so far (t included) before a score exists; raise it to
         let the running minimum settle after a noisy start.
@@ -72,6 +72,14 @@ class RunningMinRatio(AlarmRule):
 
     name = "running-min"
     threshold_param = "ratio"
+    _constraints = {
+        "ratio": Interval(float, 0, None, closed="neither"),
+        "persistence": Interval(int, 1, None),
+        "min_history": Interval(int, 1, None),
+        "memory": AnyOf(None, Interval(int, 1, None)),
+    }
+    # On a coarser grid a memory keeps at least 4 records, so that it still spans a rise.
+    record_params = {"persistence": 1, "min_history": 1, "memory": 4}
 
     def __init__(
         self,
@@ -85,20 +93,6 @@ class RunningMinRatio(AlarmRule):
         self.persistence = persistence
         self.min_history = min_history
         self.memory = memory
-
-    def _check(self) -> dict[str, Any]:
-        params = self.get_params()
-        validate(
-            type(self).__name__,
-            params,
-            {
-                "ratio": Interval(float, 0, None, closed="neither"),
-                "persistence": Interval(int, 1, None),
-                "min_history": Interval(int, 1, None),
-                "memory": AnyOf(None, Interval(int, 1, None)),
-            },
-        )
-        return params
 
     def _scores(self, x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
         negative = np.flatnonzero(x < 0)

@@ -14,7 +14,7 @@ exceeds iff z > threshold. Fewer than ``min_baseline`` finite values in B: no
 score. The median of an even count is the mean of the two middle values
 (as ``statistics.median``).
 
-FINDINGS.md: on log-SHC this rule normalised away the smooth exponential ramps
+docs/findings.md: on log-SHC this rule normalised away the smooth exponential ramps
 of deep-linear-network transitions; it is shipped so the benchmark can rank it.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from probekit.alarms.base import TINY, TRANSFORMS, AlarmRule, apply_transform
-from probekit.params import AnyOf, Interval, validate
+from probekit.params import AnyOf, Interval
 
 # 1 / Phi^-1(3/4): scales the MAD to a standard deviation for Gaussian noise.
 MAD_TO_SD = 1.4826
@@ -61,11 +61,11 @@ class RobustZScore(AlarmRule):
     Parameters
     ----------
     baseline : int, default 50
-        Length of the trailing baseline (records before t; FINDINGS.md used 50).
+        Length of the trailing baseline (records before t; docs/findings.md used 50).
     threshold : float, default 4.0
-        Exceed iff z > threshold (FINDINGS.md: z > 4).
+        Exceed iff z > threshold (docs/findings.md: z > 4).
     persistence : int, default 3
-        Consecutive exceedances needed to fire (FINDINGS.md: 3 records).
+        Consecutive exceedances needed to fire (docs/findings.md: 3 records).
     transform : {"log", "none"}, default "log"
         SHC spans orders of magnitude; log makes its noise roughly additive.
     min_baseline : int or None, default None
@@ -74,6 +74,17 @@ class RobustZScore(AlarmRule):
 
     name = "zscore"
     threshold_param = "threshold"
+    _constraints = {
+        "baseline": Interval(int, 2, None),
+        "threshold": Interval(float),
+        "persistence": Interval(int, 1, None),
+        "transform": TRANSFORMS,
+        # A median/MAD of one value is meaningless (MAD = 0), hence at least 2; at most
+        # the baseline, which _check adds.
+        "min_baseline": AnyOf(None, Interval(int, 2, None)),
+    }
+    # On a coarser grid the baseline keeps at least 8 records: a median/MAD of fewer is noise.
+    record_params = {"baseline": 8, "persistence": 1, "min_baseline": 2}
 
     def __init__(
         self,
@@ -91,20 +102,11 @@ class RobustZScore(AlarmRule):
         self.min_baseline = min_baseline
 
     def _check(self) -> dict[str, Any]:
-        owner = type(self).__name__
-        params = self.get_params()
-        validate(
-            owner,
-            params,
-            {
-                "baseline": Interval(int, 2, None),
-                "threshold": Interval(float),
-                "persistence": Interval(int, 1, None),
-                "transform": TRANSFORMS,
-            },
+        # The table, with min_baseline's bound tightened to this baseline (checked in order,
+        # so an invalid baseline is named before it is used as a bound).
+        params = self._validate(
+            {**self._constraints, "min_baseline": AnyOf(None, Interval(int, 2, self.baseline))}
         )
-        # A median/MAD of one value is meaningless (MAD = 0), hence at least 2.
-        validate(owner, params, {"min_baseline": AnyOf(None, Interval(int, 2, self.baseline))})
         params["min_baseline"] = (
             max(2, self.baseline // 2) if self.min_baseline is None else self.min_baseline
         )
