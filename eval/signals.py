@@ -4,14 +4,11 @@ Every signal is one value per (strided) record, NaN where it is not defined
 yet, and **rises** towards a transition, so that one family of alarm rules
 (which fire on rises) serves all of them:
 
-2RDM statistics of the probe set's window (``probekit.rdm_series``):
-
-- ``shc``: the spectral heat capacity, Var(eigenvalues of C);
-- ``inv_pr``: 1 / participation ratio (PR falls towards 1 when one direction
-  dominates the window, FINDINGS.md);
-- ``leading_share``: the leading eigenvalue's share of the trace;
-- ``trace``: tr C, the total variance of the window (a scalar competitor the
-  2RDM gives for free).
+2RDM statistics of the probe set's window (``probekit.rdm_series``): every
+signal of the signal table (:mod:`probekit.signal_table`, where each is declared
+once and computed; registry ``probekit.registry.SIGNALS``), the same signals
+``probekit analyze --signal`` and the Monitor accept. A name is either a 2RDM
+signal or one of the signals below, never both (:func:`probe_signals`).
 
 Scalar baselines (the classical early-warning indicators, on the same records):
 
@@ -40,14 +37,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from probekit.errors import ProbekitUsageError
+from probekit.errors import ProbekitError, ProbekitUsageError
+from probekit.signal_table import get_signal, signal_names
+from probekit.spectral import DETREND_MODES
 
-__all__ = ["PEER_SIGNALS", "PROBE_SIGNALS", "SCALAR_SIGNALS", "SignalSpec", "compute_signal"]
+__all__ = ["PEER_SIGNALS", "SCALAR_SIGNALS", "SignalSpec", "compute_signal", "probe_signals"]
 
-PROBE_SIGNALS = ("shc", "inv_pr", "leading_share", "trace")
 SCALAR_SIGNALS = ("mean_drop", "mean_var", "mean_ar1", "grad_norm")
 PEER_SIGNALS = ("llc", "llc_dev")  # computed by probekit.eval.peers from the LLC series
-DETRENDS = ("none", "linear", "diff")
+
+
+def probe_signals() -> tuple[str, ...]:
+    """The 2RDM signals: the registered ones. A name is a 2RDM signal or a scalar/peer signal, never both."""
+    names = tuple(signal_names())
+    for name in names:
+        if name in SCALAR_SIGNALS or name in PEER_SIGNALS:
+            kind = "scalar baseline" if name in SCALAR_SIGNALS else "peer signal"
+            raise ProbekitError(
+                f"the 2RDM signal {name!r} is registered under the name of the bench's {kind} {name!r}; "
+                "a name can mean only one signal: register it under another name."
+            )
+    return names
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class SignalSpec:
     detrend: str = "none"  # inside the 2RDM window: none / linear / diff
 
     def check(self) -> None:
-        known = PROBE_SIGNALS + SCALAR_SIGNALS + PEER_SIGNALS
+        known = probe_signals() + SCALAR_SIGNALS + PEER_SIGNALS
         if self.statistic not in known:
             raise ProbekitUsageError(
                 f"The 'statistic' field of SignalSpec must be one of {', '.join(known)}. "
@@ -72,9 +82,10 @@ class SignalSpec:
                 raise ProbekitUsageError(
                     f"The {name!r} field of SignalSpec must be an int >= {low}. Got {value!r} instead."
                 )
-        if self.detrend not in DETRENDS:
+        if self.detrend not in DETREND_MODES:
             raise ProbekitUsageError(
-                f"The 'detrend' field of SignalSpec must be one of {', '.join(DETRENDS)}. Got {self.detrend!r} instead."
+                f"The 'detrend' field of SignalSpec must be one of {', '.join(DETREND_MODES)}. "
+                f"Got {self.detrend!r} instead."
             )
 
     @property
@@ -111,16 +122,6 @@ def compute_signal(
         if spec.statistic == "mean_var":
             return rolling_variance(mean, spec.window)
         return (1.0 + rolling_autocorrelation(mean, spec.window, lag=1)) / 2.0
+    # a 2RDM signal: the signal table computes it (NaN until the window is full)
     series = rdm_series(x, spec.window, detrend=spec.detrend, top_k=1)
-    if spec.statistic == "shc":
-        out = series.shc
-    elif spec.statistic == "inv_pr":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = 1.0 / series.pr
-    elif spec.statistic == "leading_share":
-        out = series.leading_share
-    else:
-        out = series.trace
-    out = np.asarray(out, dtype=np.float64).copy()
-    out[~series.ready] = np.nan
-    return out
+    return get_signal(spec.statistic).values(series)

@@ -17,8 +17,7 @@ import numpy as np
 from probekit.errors import ProbekitUsageError
 from probekit.params import Interval, Options, validate
 from probekit.rdm_offline import RDMSeries, rdm_series, window_stats
-
-SIGNALS = ("shc", "trace", "lambda_1", "leading_share")
+from probekit.signal_table import get_signal, signal_names
 
 
 @dataclass(frozen=True)
@@ -103,11 +102,14 @@ def analyze(
     alarm_params: dict | None = None,
     n_top: int = 10,
 ) -> AnalysisResult:
-    """2RDM series, alarms and the co-fluctuating probes of a [records, probes] matrix."""
+    """2RDM series, alarms and the co-fluctuating probes of a [records, probes] matrix.
+
+    ``signal``: any registered 2RDM signal (:mod:`probekit.signal_table`), NaN until the window is full.
+    """
     from probekit.alarms import DEFAULT_RULE, make_rule
 
     validate("analyze", {"signal": signal, "top_k": top_k, "n_top": n_top},
-             {"signal": Options(*SIGNALS), "top_k": Interval(int, 1, None), "n_top": Interval(int, 1, None)})
+             {"signal": Options(*signal_names()), "top_k": Interval(int, 1, None), "n_top": Interval(int, 1, None)})
     with warnings.catch_warnings(record=True) as caught:  # held back: an error below says it all
         warnings.simplefilter("always")
         series = rdm_series(losses, window, stride=stride, detrend=detrend, top_k=top_k, steps=steps)
@@ -120,12 +122,7 @@ def analyze(
         raise ProbekitUsageError(
             f"analyze got {len(probe_ids)} probe ids for {series.n_probes} probes."
         )
-    values = {
-        "shc": series.shc,
-        "trace": series.trace,
-        "lambda_1": series.eigenvalues[:, 0],
-        "leading_share": series.leading_share,
-    }[signal]
+    values = get_signal(signal).values(series)  # [T]
     rule_name = alarm or DEFAULT_RULE
     rule = make_rule(rule_name, **(alarm_params or {}))
     scores = np.asarray(rule.scores(values), dtype=np.float64)
@@ -133,10 +130,12 @@ def analyze(
 
     focus, is_alarm = None, False
     if positions.size:
-        focus = int(positions[np.nanargmax(np.where(np.isfinite(scores[positions]),
-                                                    scores[positions], -np.inf))])
+        # An alarm fires only where its score exceeds the threshold, so these scores are never NaN;
+        # +inf (a ratio to a zero running minimum, after a degenerate window) ranks below every finite one.
+        strength = scores[positions]
+        focus = int(positions[np.argmax(np.where(np.isinf(strength), -np.inf, strength))])
         is_alarm = True
-    elif np.isfinite(values).any():
+    elif np.isfinite(values).any():  # no finite value: e.g. leading_share of constant losses (trace 0)
         focus = int(np.nanargmax(values))
     top, share = [], float("nan")
     if focus is not None:

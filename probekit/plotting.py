@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-SIGNAL_NAMES = {"shc": "SHC", "trace": "trace", "lambda_1": "lambda_1", "leading_share": "leading share"}
+from probekit.signal_table import get_signal
+
 
 
 def analysis_title(result, source: str = "") -> str:
@@ -15,7 +16,7 @@ def analysis_title(result, source: str = "") -> str:
     s = result.series
     params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in result.alarm_params.items() if v is not None)
-    parts = [SIGNAL_NAMES.get(result.signal_name, result.signal_name), f"W={s.window}"]
+    parts = [get_signal(result.signal_name).title, f"W={s.window}"]
     if s.stride != 1:
         parts.append(f"stride {s.stride}")
     if s.detrend != "none":
@@ -52,8 +53,8 @@ def plot_analysis(
         (axes[0], s.mean_loss, "mean probe loss", True),
         # the series the alarm rule read, so the red lines sit on what fired them
         (axes[1], s.shc, "SHC (spectral heat capacity)", True) if result.signal_name == "shc" else
-        (axes[1], result.signal, f"{SIGNAL_NAMES.get(result.signal_name, result.signal_name)} (alarm signal)",
-         result.signal_name != "leading_share"),
+        (axes[1], result.signal, f"{get_signal(result.signal_name).title} (alarm signal)",
+         get_signal(result.signal_name).log_axis),
         (axes[2], s.pr, "PR (participation ratio)", False),
     ]
     for ax, y, label, log in panels:

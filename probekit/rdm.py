@@ -96,7 +96,7 @@ class DynamicalRDM:
     detrend : {"none", "linear", "diff"}, default "none"
         What to remove inside the window before the covariance: the column
         means (the paper's definition), a per-probe linear trend, or use first
-        differences. Drift dominates raw SHC during transitions (FINDINGS.md).
+        differences. Drift dominates raw SHC during transitions (docs/findings.md).
     top_k : int, default 3
         How many leading eigenvalues (and loadings) to report; 0 skips the
         W x W eigendecomposition entirely.

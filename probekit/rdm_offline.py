@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from probekit import spectral
 from probekit.errors import ProbekitUsageError, ProbekitWarning
 from probekit.rdm import as_float64_array, check_rdm_params
 from probekit.spectral import RDMStats, loadings_from_coef, spectral_stats, window_dof
@@ -57,22 +58,18 @@ class RDMSeries:
         """True where the window was full (the statistics are defined)."""
         return np.arange(len(self.shc)) >= self.window - 1
 
+    # Derived statistics: the one definition of each is in probekit.spectral.
     @property
     def log_shc(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(self.shc)
+        return spectral.log_shc(self.shc)
 
     @property
     def leading_share(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.trace > 0, self.spectrum[:, 0] / self.trace, np.nan)
+        return spectral.leading_share(self.spectrum, self.trace)
 
     @property
     def spectral_entropy(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = self.spectrum / self.trace[:, None]
-            terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-        return np.where(self.trace > 0, terms.sum(axis=1), np.nan)
+        return spectral.spectral_entropy(self.spectrum, self.trace)
 
     def columns(self) -> dict[str, np.ndarray]:
         """Flat columns for a table: one row per admitted record."""

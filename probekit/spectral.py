@@ -2,7 +2,7 @@
 
 For a window of W records X ([W, n]: W records of n per-sample losses), the
 2RDM is C = Xc^T Xc / dof with Xc = Q X, where Q removes what the detrending
-mode says is not signal (DESIGN.md §1):
+mode says is not signal (docs/design.md §1):
 
     mode     Q ([m, W])                                   dof     reference
     none     I - 11^T / W   (column means)                W - 1   np.cov(X)
@@ -33,13 +33,15 @@ from functools import lru_cache
 
 import numpy as np
 
-DETREND_MODES = ("none", "linear", "diff")
-MIN_WINDOW = {"none": 2, "linear": 3, "diff": 3}
+#: The detrending modes, declared once: mode -> degrees of freedom a window loses to it.
+DETREND_DOF_LOST = {"none": 1, "linear": 2, "diff": 2}
+DETREND_MODES = tuple(DETREND_DOF_LOST)
+MIN_WINDOW = {mode: lost + 1 for mode, lost in DETREND_DOF_LOST.items()}  # at least one dof
 
 
 def window_dof(window: int, detrend: str) -> int:
     """Degrees of freedom of a window: W - 1 (none), W - 2 (linear, diff)."""
-    return window - (1 if detrend == "none" else 2)
+    return window - DETREND_DOF_LOST[detrend]
 
 
 @lru_cache(maxsize=64)
@@ -103,21 +105,12 @@ class RDMStats:
     @property
     def log_shc(self) -> float:
         """Natural log of SHC (-inf for a degenerate window)."""
-        with np.errstate(divide="ignore"):
-            return float(np.log(self.shc))
+        return float(log_shc(np.array([self.shc]))[0])
 
     @property
     def leading_share(self) -> float:
         """Fraction of the trace carried by the leading eigenvalue (NaN if trace is 0)."""
-        return float(self.spectrum[0] / self.trace) if self.trace > 0 else float("nan")
-
-    @property
-    def spectral_entropy(self) -> float:
-        """Shannon entropy (nats) of the normalised eigenvalue distribution."""
-        if not self.trace > 0:
-            return float("nan")
-        p = self.spectrum[self.spectrum > 0] / self.trace
-        return float(-(p * np.log(p)).sum())
+        return float(leading_share(self.spectrum[None], np.array([self.trace]))[0])
 
     def top_probes(self, k: int = 10, component: int = 0) -> np.ndarray:
         """Indices of the ``k`` probes loading most on one eigenvector, strongest first."""
@@ -127,6 +120,82 @@ class RDMStats:
         if not np.isfinite(v).all():
             return np.zeros(0, dtype=np.int64)
         return np.argsort(-v, kind="stable")[:k].astype(np.int64)
+
+
+# -- derived statistics ---------------------------------------------------------
+# Each defined once, batched over windows (trace etc. [B], spectrum [B, r]):
+# RDMStats (one window), RDMSeries (a series) and SpectralBatch (what the
+# signals of probekit.signal_table read) all call these.
+
+
+def log_shc(shc: np.ndarray) -> np.ndarray:
+    """log SHC [B] (-inf for a degenerate window)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(shc)
+
+
+def inverse_pr(pr: np.ndarray) -> np.ndarray:
+    """1 / PR [B]: 1 when one direction carries the window, 1/rank when all share it (NaN if degenerate)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 / pr
+
+
+def leading_share(spectrum: np.ndarray, trace: np.ndarray) -> np.ndarray:
+    """Fraction of the trace carried by the leading eigenvalue [B] (NaN where the trace is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(trace > 0, spectrum[:, 0] / trace, np.nan)
+
+
+def spectral_entropy(spectrum: np.ndarray, trace: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of the normalised eigenvalues [B] (NaN where the trace is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = spectrum / trace[:, None]
+        terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return np.where(trace > 0, terms.sum(axis=1), np.nan)
+
+
+@dataclass(frozen=True, eq=False)
+class SpectralBatch:
+    """The spectral statistics of B windows: what a 2RDM signal reads (probekit.signal_table).
+
+    ``spectrum`` holds every eigenvalue of C that can be non-zero (r = min(n, dof)),
+    descending, whatever ``top_k`` the statistics were computed with. A window that
+    is not full yet (the first W - 1 records of a series) is NaN throughout.
+    """
+
+    shc: np.ndarray  # [B]
+    pr: np.ndarray  # [B] NaN for a degenerate window
+    trace: np.ndarray  # [B]
+    frobenius_sq: np.ndarray  # [B]
+    spectrum: np.ndarray  # [B, r] descending
+    degenerate: np.ndarray  # [B] bool: every record of the window identical
+    n_probes: int
+
+    @classmethod
+    def of(cls, stats) -> "SpectralBatch":
+        """From an ``RDMStats`` (one window: B = 1) or an ``RDMSeries`` (B = its length; no copies)."""
+        if np.ndim(stats.trace) == 0:  # one window
+            return cls(np.array([stats.shc]), np.array([stats.pr]), np.array([stats.trace]),
+                       np.array([stats.frobenius_sq]), stats.spectrum[None], np.array([stats.degenerate]),
+                       stats.n_probes)
+        return cls(stats.shc, stats.pr, stats.trace, stats.frobenius_sq, stats.spectrum, stats.degenerate,
+                   stats.n_probes)
+
+    @property
+    def log_shc(self) -> np.ndarray:
+        return log_shc(self.shc)
+
+    @property
+    def inverse_pr(self) -> np.ndarray:
+        return inverse_pr(self.pr)
+
+    @property
+    def leading_share(self) -> np.ndarray:
+        return leading_share(self.spectrum, self.trace)
+
+    @property
+    def spectral_entropy(self) -> np.ndarray:
+        return spectral_entropy(self.spectrum, self.trace)
 
 
 @lru_cache(maxsize=64)

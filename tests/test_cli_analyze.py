@@ -43,10 +43,11 @@ def test_default_main_job_analyzes_the_builtin_demo(tmp_path, capsys):
     assert summary["records"] == len(demo.steps) and summary["probes"] == demo.losses.shape[1]
     rows = read_csv_rows(out / "series.csv")
     assert len(rows) == len(demo.steps)
-    expected = rdm_series(demo.losses, window=32, steps=demo.steps)
-    i = 400
-    assert int(rows[i]["step"]) == expected.steps[i]
-    assert float(rows[i]["shc"]) == pytest.approx(expected.shc[i], rel=1e-12)
+    i = 400  # every record admitted (stride 1, no NaN): row i is record i, its window records i-31..i
+    eigenvalues = np.linalg.eigvalsh(np.cov(np.asarray(demo.losses[i - 31 : i + 1], dtype=np.float64), rowvar=False))
+    expected = eigenvalues.var()  # SHC: the variance of all n eigenvalues of C, from the dense n x n matrix
+    assert int(rows[i]["step"]) == demo.steps[i]
+    assert float(rows[i]["shc"]) == pytest.approx(expected, rel=1e-9)
     assert rows[0]["shc"] == ""  # no value before the window is full
     assert sum(int(r["alarm"]) for r in rows) == len(summary["alarms"]) >= 1
     # No staging directory is left behind.
@@ -73,6 +74,33 @@ def test_planted_transition_in_a_parquet_file_names_the_moving_probes(tmp_path, 
     assert sorted(top) == [f"probe_{j}" for j in range(5)]
     assert not (out / "analyze.png").exists()
     assert "probe_0" in capsys.readouterr().out
+
+
+def test_inv_pr_the_signal_the_bench_scores_is_accepted(tmp_path, capsys):
+    x = planted_matrix()
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path / "x.npy"), "--signal", "inv_pr", "--window", "16",
+                 "--out-dir", str(out), "--no-plot"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["signal"] == "inv_pr" and summary["alarms"]
+    for alarm in summary["alarms"]:
+        r = alarm["record"]  # stride 1, nothing rejected: the window is records r-15..r
+        eigenvalues = np.linalg.eigvalsh(np.cov(x[r - 15 : r + 1], rowvar=False))
+        expected = (eigenvalues**2).sum() / eigenvalues.sum() ** 2  # 1 / PR from the dense n x n matrix
+        assert alarm["signal"] == pytest.approx(expected, rel=1e-9)
+    assert "on inv_pr:" in capsys.readouterr().out
+
+
+def test_a_signal_with_no_value_anywhere_has_no_focus(tmp_path, capsys):
+    # constant losses: every window is degenerate, trace 0, so the leading share is 0 / 0 everywhere
+    np.save(tmp_path / "flat.npy", np.ones((40, 5)))
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path / "flat.npy"), "--signal", "leading_share", "--window", "16",
+                 "--out-dir", str(out), "--no-plot"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["alarms"] == [] and summary["focus"] is None
+    assert "probes moving together" not in capsys.readouterr().out
 
 
 def test_npz_with_steps_and_ids_and_a_rejected_record(tmp_path):
@@ -161,7 +189,8 @@ def _write_bad_inputs(tmp_path: Path) -> dict[str, Path]:
         (["{ok}", "--alarm", "zscor"], r"Unknown alarm rule 'zscor'\. Did you mean: zscore\?"),
         (["{ok}", "--alarm-param", "ratio"], r"--alarm-param takes KEY=VALUE; got 'ratio'"),
         (["{ok}", "--alarm-param", "rate=3"], r"Invalid parameter 'rate' for alarm rule 'running-min'"),
-        (["{ok}", "--signal", "pr"], r"'signal' parameter of analyze must be one of 'shc', 'trace', 'lambda_1', 'leading_share'"),
+        (["{ok}", "--signal", "pr"],
+         r"'signal' parameter of analyze must be one of 'shc', 'inv_pr', 'leading_share', 'trace', 'lambda_1'\. Got 'pr'"),
         (["{ok}", "--top", "0"], r"argument --top: must be an int >= 1\. Got 0 instead\."),
     ],
 )
@@ -229,6 +258,9 @@ def test_top_level_help_version_and_no_command(capsys):
         main(["analyze", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "probekit analyze losses.npy" in text
+    # --signal's help and the epilog's table come from the signal table: every signal with its doc line
+    assert "signal the alarm reads (default shc): shc, inv_pr, leading_share, trace, lambda_1" in " ".join(text.split())
+    assert "  inv_pr          1 / participation ratio, in [1/rank, 1]" in text
 
 
 def test_deep_linear_demo_learns_modes_in_order_after_a_plateau():

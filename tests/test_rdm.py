@@ -391,6 +391,25 @@ def test_derived_signals():
     assert series.spectral_entropy[i] == pytest.approx(-(p * np.log(p)).sum(), rel=1e-9)
     assert series.log_shc[i] == pytest.approx(np.log(expected["shc"]), rel=1e-9)
     assert set(series.columns()) >= {"step", "shc", "pr", "lambda_1", "lambda_2", "mean_loss"}
+    # the streaming path reads the same definitions (probekit.spectral)
+    rdm = DynamicalRDM(window=10, top_k=2)
+    for row in x[: i + 1]:
+        rdm.update(row)
+    stats = rdm.compute()
+    assert stats.leading_share == pytest.approx(ev[0] / ev.sum(), rel=1e-9)
+    assert stats.log_shc == pytest.approx(np.log(expected["shc"]), rel=1e-9)
+
+
+def test_derived_statistics_of_a_degenerate_window():
+    series = rdm_series(np.ones((6, 3)), window=4)
+    rdm = DynamicalRDM(window=4)
+    for row in np.ones((6, 3)):
+        rdm.update(row)
+    stats = rdm.compute()
+    assert stats.degenerate and series.degenerate[-1]
+    assert stats.log_shc == series.log_shc[-1] == -np.inf  # SHC is exactly 0
+    assert np.isnan(stats.leading_share) and np.isnan(series.leading_share[-1])  # no direction: 0 / 0
+    assert np.isnan(series.spectral_entropy[-1])
 
 
 @pytest.mark.parametrize(

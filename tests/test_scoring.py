@@ -140,6 +140,25 @@ def test_signals_rise_and_scalar_baselines_are_defined():
         compute_signal(SignalSpec("grad_norm"), x)
 
 
+def test_2rdm_signals_of_the_bench_on_windows_worked_by_hand():
+    x = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0], [2.0, 3.0]])
+    # Window of records 0-2: Xc = [[-1, -2], [0, 0], [1, 2]], C = Xc^T Xc / 2 = [[1, 2], [2, 4]],
+    # eigenvalues 5 and 0. Window of records 1-3: C = [[1/3, 1/2], [1/2, 1]], trace 4/3,
+    # det 1/12, eigenvalues (4 +- sqrt(13)) / 6, ||C||_F^2 = 16/9 - 2/12 = 29/18.
+    root = np.sqrt(13.0)
+    expected = {
+        "shc": [6.25, 13 / 36],  # Var of the two eigenvalues: ((l1 - l2) / 2)^2
+        "inv_pr": [1.0, 29 / 32],  # ||C||_F^2 / (tr C)^2
+        "leading_share": [1.0, (4 + root) / 8],
+        "trace": [5.0, 4 / 3],
+        "lambda_1": [5.0, (4 + root) / 6],
+    }
+    for statistic, values in expected.items():
+        got = compute_signal(SignalSpec(statistic, window=3), x)
+        assert np.isnan(got[:2]).all(), statistic  # the window is not full yet
+        np.testing.assert_allclose(got[2:], values, rtol=1e-12, err_msg=statistic)
+
+
 def test_fidelity_is_rank_correlation():
     a = np.array([np.nan, 1.0, 2.0, 3.0, 4.0])
     assert fidelity(a, a * 10 + 1) == pytest.approx(1.0)

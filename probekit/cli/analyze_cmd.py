@@ -23,14 +23,31 @@ outputs in --out-dir: series.csv (one row per record), summary.json, analyze.png
 OUTPUTS = ("series.csv", "summary.json", "analyze.png")
 
 
+def _signal_help() -> str:
+    """The epilog's table of signals, from the signal table (a plugin that cannot load says so)."""
+    from probekit.errors import ProbekitError
+    from probekit.signal_table import get_signal, signal_names
+
+    lines = ["", "signals (--signal; 2RDM statistics of each window, each rising towards a transition):"]
+    for name in signal_names():
+        try:
+            doc = get_signal(name).doc
+        except ProbekitError as exc:
+            doc = f"(cannot be loaded: {exc})"
+        lines.append(f"  {name:<15} {doc}")
+    return "\n".join(lines) + "\n"
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from probekit.signal_table import signal_names
+
     p = sub.add_parser(
         "analyze",
         help="2RDM statistics and alarms of a recorded per-sample loss matrix",
         description="Compute the dynamical 2RDM (SHC, PR, spectrum) over a sliding window of "
         "a [records, probes] loss matrix, run an alarm rule, and list the probes that move "
         "together at the strongest alarm. With no LOSSES, analyzes a built-in demo run.",
-        epilog=EPILOG,
+        epilog=EPILOG + _signal_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("losses", nargs="?", metavar="LOSSES",
@@ -40,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=int, default=1, help="use every k-th record (default 1)")
     p.add_argument("--detrend", default="none", help="none (default), linear or diff")
     p.add_argument("--top-k", type=int, default=3, help="leading eigenvalues to report (default 3)")
-    p.add_argument("--signal", default="shc", help="signal the alarm reads: shc (default), trace, lambda_1, leading_share")
+    p.add_argument("--signal", default="shc", metavar="NAME",
+                   help=f"signal the alarm reads (default shc): {', '.join(signal_names())}; see 'signals' below")
     p.add_argument("--alarm", default=None, help="alarm rule: running-min (default), zscore, kendall")
     p.add_argument("--alarm-param", action="append", default=[], metavar="KEY=VALUE",
                    help="alarm rule parameter, repeatable (e.g. ratio=20)")

@@ -50,16 +50,10 @@ from probekit.monitor.losses import resolve_loss
 from probekit.monitor.sinks import MonitorRecord
 from probekit.monitor.state import STATE_VERSION, load_state, monitor_state  # noqa: F401 - STATE_VERSION re-exported
 from probekit.params import AnyOf, Interval, Options, validate
+from probekit.registry import SIGNALS  # noqa: F401 - re-exported: the signals the alarm can watch (signal_table)
+from probekit.signal_table import get_signal, signal_names
 
 __all__ = ["SIGNALS", "AlarmEvent", "Monitor", "MonitorWarning"]
-
-# The statistic the alarm watches; each rises towards a transition (probekit.eval.signals).
-SIGNALS: dict[str, Callable[[Any], float]] = {
-    "shc": lambda s: s.shc,
-    "inv_pr": lambda s: 1.0 / s.pr if s.pr and math.isfinite(s.pr) else math.nan,
-    "leading_share": lambda s: s.leading_share,
-    "trace": lambda s: s.trace,
-}
 
 
 class MonitorWarning(ProbekitWarning):
@@ -95,8 +89,9 @@ class Monitor:
         W, records in the 2RDM's sliding window.
     alarm : str, AlarmRule or None, default "running-min"
         A registered rule name (``probekit.alarms``), a rule instance, or None.
-    signal : {"shc", "inv_pr", "leading_share", "trace"}, default "shc"
-        The statistic of the window the alarm watches.
+    signal : str, default "shc"
+        The statistic of the window the alarm watches: any registered 2RDM signal
+        (``probekit.signal_table``: "shc", "inv_pr", "leading_share", "trace", "lambda_1", yours).
     detrend, top_k : passed to ``DynamicalRDM``.
     sinks : sequence of sinks
         Objects with ``write(record)`` (``JSONLSink``, ``TensorBoardSink``, your own).
@@ -139,7 +134,7 @@ class Monitor:
 
         validate("Monitor", {"every": every, "batch_size": batch_size, "signal": signal},
                  {"every": Interval(int, 1, None), "batch_size": AnyOf(None, Interval(int, 1, None)),
-                  "signal": Options(*SIGNALS)})
+                  "signal": Options(*signal_names())})
         check_rdm_params("Monitor", window, 1, detrend, top_k)
         if not hasattr(model, "modules") or not callable(model):
             raise ProbekitUsageError(f"The 'model' parameter of Monitor must be a torch.nn.Module. Got {type(model).__name__} instead.")
@@ -304,14 +299,16 @@ class Monitor:
         self.counters["records"] += 1
         ok = not failed and bool(np.isfinite(losses).all())
         mean = float(np.mean(losses)) if ok else math.nan
-        fired, score = False, math.nan
+        fired, score, value = False, math.nan, math.nan
         stats = None
         if ok:
             self.rdm.update(losses, step=step)
             self.counters["admitted"] += 1
             stats = self.rdm.compute()
+            if stats is not None:
+                value = get_signal(self.signal).value(stats)
             if self._online is not None:
-                fired = self._online.update(None if stats is None else SIGNALS[self.signal](stats))
+                fired = self._online.update(None if stats is None else value)
                 score = self._online.last_score
         elif not failed:  # the passes ran but gave NaN or inf (a diverged model gives all NaN)
             self.counters["nonfinite_records"] += 1
@@ -321,7 +318,7 @@ class Monitor:
             self.alarm_steps.append(step)
         rec = MonitorRecord(
             step=step, record=self.counters["records"] - 1, n_probes=self.n_probes, mean_loss=mean,
-            ready=stats is not None, signal=self.signal, score=float(score), alarm=fired,
+            ready=stats is not None, signal=self.signal, signal_value=value, score=float(score), alarm=fired,
             n_alarms=len(self.alarm_steps), every=self._every, ok=ok,
         )
         if stats is not None:

@@ -30,7 +30,8 @@ class MonitorRecord:
     n_probes: int
     mean_loss: float  # mean probe loss (NaN if the record failed)
     ready: bool  # the window is full: the statistics below are defined
-    signal: str  # the statistic the alarm watches ("shc", "inv_pr", ...)
+    signal: str  # the statistic the alarm watches: a registered 2RDM signal ("shc", "inv_pr", ...)
+    signal_value: float = math.nan  # that statistic at this record (probekit.signal_table)
     shc: float = math.nan
     pr: float = math.nan
     trace: float = math.nan
@@ -114,7 +115,7 @@ class MissingExtraError(ProbekitError, ImportError):
 
 
 class TensorBoardSink(Sink):
-    """Scalars under ``<prefix>/``: shc, pr, trace, mean_loss, eig_<i>, score, alarm (0/1); alarms as text.
+    """Scalars under ``<prefix>/``: shc, pr, trace, mean_loss, eig_<i>, signal_value, score, alarm (0/1); alarms as text.
 
     ``writer``: a ``torch.utils.tensorboard.SummaryWriter``, or a log directory
     to open one in (then closed with the sink). Statistics are written once the
@@ -142,7 +143,7 @@ class TensorBoardSink(Sink):
         w.add_scalar(f"{p}/mean_loss", record.mean_loss, step)
         if not record.ready:
             return
-        for name in ("shc", "pr", "trace", "score"):
+        for name in ("shc", "pr", "trace", "signal_value", "score"):
             value = getattr(record, name)
             if math.isfinite(value):
                 w.add_scalar(f"{p}/{name}", value, step)
