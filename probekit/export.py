@@ -1,5 +1,9 @@
 """Exporters and importers: probe sets in the formats other tools read.
 
+Each format is declared once in :mod:`probekit.export_formats` (name, suffix, pool, options,
+writer, reader) and found through the registry, built-ins and third-party formats alike:
+:func:`export` and :func:`read` dispatch through it, and :data:`FORMATS` is its list of names.
+
 Exporters (every write is atomic: a failed export leaves no file behind)::
 
     to_jsonl(ps, path, pool=None)   one JSON object per probe, rank order:
@@ -42,6 +46,7 @@ import numpy as np
 
 from probekit.atomic import atomic_directory, atomic_file, check_replaceable_directory
 from probekit.errors import ProbekitUsageError
+from probekit.export_formats import export_format, format_names
 from probekit.params import Options, validate
 from probekit.pool import canonical_json
 from probekit.pool_files import quiet_datasets
@@ -50,7 +55,11 @@ from probekit.probeset import ProbeSet, Provenance
 if TYPE_CHECKING:  # pragma: no cover
     from probekit.pool import Pool
 
-FORMATS = ("jsonl", "csv", "datasets", "npy", "lm-eval")
+
+def __getattr__(name: str) -> Any:
+    if name == "FORMATS":  # the registered formats, read when asked: a format registered later is in it
+        return tuple(format_names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check(ps: Any, owner: str) -> None:
@@ -189,29 +198,37 @@ def to_lm_eval(ps: ProbeSet, path: str | os.PathLike, task: str) -> None:
 
 
 def export(ps: ProbeSet, path: str | os.PathLike, fmt: str, pool: "Pool | None" = None,
-           task: str | None = None, overwrite: bool = False) -> None:
-    """Dispatch to the exporter for ``fmt`` (one of :data:`FORMATS`).
+           task: str | None = None, overwrite: bool = False, **options: Any) -> None:
+    """Write ``ps`` to ``path`` in the registered format ``fmt`` (one of :data:`FORMATS`).
 
-    ``overwrite`` is what lets the ``datasets`` format replace an existing
-    ``datasets`` directory; file formats replace a file atomically (the CLI
-    asks for ``--overwrite`` before it gets here)."""
-    validate("export", {"fmt": fmt}, {"fmt": Options(*FORMATS)})
-    if fmt == "jsonl":
-        to_jsonl(ps, path, pool=pool)
-    elif fmt == "csv":
-        to_csv(ps, path)
-    elif fmt == "datasets":
-        if pool is None:
-            raise ProbekitUsageError(
-                "export to 'datasets' needs the pool the probe set was selected from (pool=None given)."
-            )
-        to_datasets(ps, pool, path, overwrite=overwrite)
-    elif fmt == "npy":
-        to_npy(ps, path)
-    else:
-        if task is None:
-            raise ProbekitUsageError("export to 'lm-eval' needs task, the lm-eval task name the indices refer to.")
-        to_lm_eval(ps, path, task)
+    ``pool`` is required by the formats that declare it so (``datasets``), used when given by
+    ``jsonl``, and ignored by the others. Options (``task`` for ``lm-eval``) go to the formats
+    that declare them; an option only other formats take is ignored, so one call serves every
+    format, and a name no registered format declares is refused. ``overwrite`` is what lets a
+    directory format replace an earlier export of its own; file formats replace a file
+    atomically (the CLI asks for ``--overwrite`` before it gets here)."""
+    validate("export", {"fmt": fmt}, {"fmt": Options(*format_names())})
+    spec = export_format(fmt)
+    _check(ps, "export")
+    given = {k: v for k, v in {"task": task, **options}.items() if v is not None}
+    chosen = spec.writer_options(given, owner="export")
+    if spec.pool == "required" and pool is None:
+        raise ProbekitUsageError(
+            f"export to {fmt!r} needs the pool the probe set was selected from (pool=None given)."
+        )
+    spec.write(ps, path, pool=pool, overwrite=overwrite, **chosen)
+
+
+def read(path: str | os.PathLike, fmt: str, pool: "Pool | None" = None, **options: Any) -> ProbeSet:
+    """Read back a file written in the registered format ``fmt``, with that format's reader."""
+    validate("read", {"fmt": fmt}, {"fmt": Options(*format_names())})
+    spec = export_format(fmt)
+    if spec.read is None:
+        readable = [n for n in format_names() if export_format(n).read is not None]
+        raise ProbekitUsageError(
+            f"export format {fmt!r} has no reader; formats that can be read back: {', '.join(readable)}."
+        )
+    return spec.read(path, pool=pool, **options)
 
 
 # -- importers ------------------------------------------------------------------

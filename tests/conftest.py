@@ -32,3 +32,15 @@ def text_pool(tmp_path):
     path = tmp_path / "pool.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture()
+def selected(tmp_path, text_pool, monkeypatch, capsys):
+    """A probe set selected from the user's text pool with its id column, in the working directory."""
+    from probekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["select", "--strategy", "random", "--n", "12", "--data", str(text_pool),
+                 "--id-field", "uid", "--out", "probes.parquet"]) == 0
+    capsys.readouterr()
+    return tmp_path / "probes.parquet"

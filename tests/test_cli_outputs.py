@@ -17,7 +17,7 @@ import pytest
 
 from probekit.atomic import atomic_directory, atomic_file, staged_files
 from probekit.cli import main
-from workspace import snapshot
+from workspace import one_error_line, snapshot
 from probekit.errors import ProbekitUsageError
 from probekit.probeset import ProbeSet
 
@@ -33,22 +33,6 @@ def umask(mask: int):
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
-
-@pytest.fixture()
-def selected(tmp_path, text_pool, monkeypatch, capsys):
-    """A probe set selected from the user's text pool with its id column, in the working directory."""
-    monkeypatch.chdir(tmp_path)
-    assert main(["select", "--strategy", "random", "--n", "12", "--data", str(text_pool),
-                 "--id-field", "uid", "--out", "probes.parquet"]) == 0
-    capsys.readouterr()
-    return tmp_path / "probes.parquet"
 
 
 # -- 1. data loss --------------------------------------------------------------------------
