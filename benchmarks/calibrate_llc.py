@@ -45,11 +45,11 @@ def calibrate_family(job: tuple) -> dict:
 
     torch.set_num_threads(1)
     from probekit.eval.llc import LLCSettings, estimate_llc, llc_data
-    from probekit.eval.peers import CHECKPOINT_EVERY, base_settings
+    from probekit.eval.peers import base_settings, checkpoint_every
     from probekit.eval.runner import load_or_record
 
     traj = load_or_record(family, "default", 0, cache_dir=cache_dir, progress=False,
-                          checkpoint_every=CHECKPOINT_EVERY["default"][family])
+                          checkpoint_every=checkpoint_every(family, "default"))
     kept = sorted(traj.record_checkpoints())
     probes = sorted({kept[len(kept) // 4], kept[len(kept) // 2], kept[-1]})
     data = llc_data(traj)
@@ -68,11 +68,11 @@ def calibrate_family(job: tuple) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from probekit.eval.bench import FAMILIES
+    from probekit.eval.bench import transition_families
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache-dir", required=True)
-    ap.add_argument("--families", nargs="*", default=list(FAMILIES))
+    ap.add_argument("--families", nargs="*", default=list(transition_families()))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every estimate and the choice as JSON")
     args = ap.parse_args(argv)

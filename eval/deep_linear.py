@@ -39,7 +39,7 @@ and registers two reference runs for the harness:
   no transition (the change from the first to the last records is below
   0.5).
 The configuration follows the prototype that worked on this machine
-(FINDINGS.md): 10 -> 10 -> 10, teacher s = 5, 3, 2, 1, init scale 1e-4,
+(docs/findings.md): 10 -> 10 -> 10, teacher s = 5, 3, 2, 1, init scale 1e-4,
 SGD lr 0.005, batch 32, 3000 steps.
 """
 from __future__ import annotations
@@ -50,7 +50,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, record_checkpoint_name
+from probekit.eval.reference import (
+    OrderParameter,
+    Recording,
+    ReferenceRun,
+    gradient_norm,
+    record_checkpoint_due,
+    selection_checkpoints_due,
+)
 
 
 @dataclass(frozen=True)
@@ -125,8 +132,8 @@ def run_deep_linear(config: DeepLinearConfig | None = None, progress=None, check
     steps, losses, strength, train_loss, grad_norm = [], [], [], [], []
     checkpoints = {}
     for step in range(cfg.steps + 1):
-        if step in (0, cfg.early_step):
-            checkpoints["init" if step == 0 else "early"] = (step, w1.copy(), w2.copy())
+        for name in selection_checkpoints_due(step, cfg):  # the families' schedule, numpy weights
+            checkpoints[name] = (step, w1.copy(), w2.copy())
         # The batch is drawn before the record (its loss and gradient are the
         # record's scalar baselines); the pool losses use no randomness, so the
         # draws, and every update, are those of a run without baselines.
@@ -137,15 +144,16 @@ def run_deep_linear(config: DeepLinearConfig | None = None, progress=None, check
         g2 = err.T @ h / cfg.batch_size
         g1 = (err @ w2).T @ x / cfg.batch_size
         if step % cfg.record_every == 0 or step == cfg.steps:  # the final step is always a record
-            if checkpoint_every > 0 and len(steps) % checkpoint_every == 0:
-                checkpoints[record_checkpoint_name(len(steps))] = (step, w1.copy(), w2.copy())
+            name = record_checkpoint_due(len(steps), checkpoint_every)
+            if name is not None:
+                checkpoints[name] = (step, w1.copy(), w2.copy())
             pool_err = pool_x @ (w2 @ w1).T - pool_y  # [pool, out]
             losses.append(0.5 * (pool_err**2).sum(axis=1))
             learned = np.einsum("oj,oi,ij->j", u[:, :k], w2 @ w1, v[:, :k])  # u_j^T W v_j
             strength.append(learned / s[:k])
             steps.append(step)
             train_loss.append(0.5 * (err**2).sum(axis=1).mean())
-            grad_norm.append(np.sqrt((g1**2).sum() + (g2**2).sum()))
+            grad_norm.append(gradient_norm((g1, g2)))
         if step == cfg.steps:
             break
         w1 -= cfg.lr * g1
@@ -194,6 +202,9 @@ class DeepLinear(ReferenceRun):
         "small": {"width": 6, "teacher_strengths": (5.0, 3.0, 2.0), "steps": 1500, "n_pool": 64},
     }
     loss = "mse"  # the recorded loss is 0.5 * sum of squares: the same gradient direction
+    llc_checkpoint_every = {"default": 48, "small": 12}  # ~25 LLC estimates a run
+    llc_lr = 1e-2  # benchmarks/calibrate_llc.py: passes at all three checkpoints
+    llc_calibrated = True
 
     def order_parameters(self, config: DeepLinearConfig) -> list[OrderParameter]:
         return [
@@ -211,10 +222,10 @@ class DeepLinear(ReferenceRun):
         d = config.width
         return torch.nn.Sequential(torch.nn.Linear(d, d, bias=False), torch.nn.Linear(d, d, bias=False))
 
-    def record(self, config: DeepLinearConfig, progress: Callable[[int], None]) -> Recording:
+    def record(self, config: DeepLinearConfig, progress: Callable[[int], None], checkpoint_every: int = 0) -> Recording:
         import torch
 
-        run = run_deep_linear(config, progress, checkpoint_every=self.checkpoint_every)
+        run = run_deep_linear(config, progress, checkpoint_every=checkpoint_every)
         # Each pool input's dominant teacher direction: a slice label for concern selectors.
         overlap = np.abs(run.pool_inputs @ run.teacher_inputs.T)  # [pool, modes]
         pool = {

@@ -10,7 +10,7 @@ mechanistic interpretability", ICLR 2023, arXiv:2301.05217). The long quiet
 memorised plateau before the climb is what an early-warning signal has to
 read.
 
-Task and model (the ReLU prototype of FINDINGS.md). p = 59, so 3481 pairs; a
+Task and model (the ReLU prototype of docs/findings.md). p = 59, so 3481 pairs; a
 seeded 40% of them (1392) are the training set, the rest the test set. Each
 token a, b has a 64-d embedding; the two are concatenated, fed to a 256-unit
 ReLU layer and a linear read-out to p logits. AdamW (lr 3e-3, betas 0.9 /
@@ -24,7 +24,7 @@ Columns: ``probe_id`` ("a07b31"), ``input`` = [a, b] (token ids, what
 ``split`` = "train" (trained on) / "test" (held out), and the operands ``a``
 and ``b`` (ints). The loss is cross-entropy. The train pairs' losses fall to
 the float32 floor (~1e-6) within the first hundred steps and carry mostly
-rounding noise afterwards (FINDINGS.md); they are recorded all the same, so a
+rounding noise afterwards (docs/findings.md); they are recorded all the same, so a
 selector that picks them is judged on what it picked. The train accuracy
 per record is stored beside the order parameter (``train_accuracy``, a
 series with no transition spec: memorisation is not the transition).
@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, gradient_norm, state_copy
 
 __all__ = ["Grokking", "GrokkingConfig", "GrokkingNull", "ModularAdditionMLP"]
 
@@ -86,7 +86,7 @@ class GrokkingConfig:
     p: int = 59  # prime modulus: 3481 pairs, all of them the pool, cheap to score at every record
     train_fraction: float = 0.4  # enough pairs to grok, few enough that memorising comes first
     embed_dim: int = 64  # per token; a's and b's embeddings are concatenated
-    hidden: int = 256  # the FINDINGS.md prototype's width: groks in every seed 0-4
+    hidden: int = 256  # the docs/findings.md prototype's width: groks in every seed 0-4
     activation: str = "relu"  # "relu" (the issue's model) or "square" (groks earlier, more cleanly)
     lr: float = 3e-3  # AdamW; with weight decay 1.0 the onset lands at ~1450-1700
     weight_decay: float = 1.0  # the driver of grokking; 0 is the memorising null control
@@ -144,12 +144,16 @@ class Grokking(ReferenceRun):
     summary = "(a + b) mod 59, 40% train, ReLU MLP, AdamW wd 1.0: test accuracy groks at step ~1450-1700"
     paper = "Power et al. 2022 (arXiv:2201.02177); Nanda et al. 2023 (arXiv:2301.05217)"
     transition_order = "first"
+    version = 2  # 2: grad_norm from gradient_norm (its sqrt correctly rounded; torch.sqrt was 1 ulp off)
     config_class = GrokkingConfig
     config_options = {"activation": ("relu", "square")}
     # small: p = 31 (961 pairs), 60% train, a narrower net and lr 2e-2 grok at step ~165-200 (2-4 s)
     presets = {"small": {"p": 31, "train_fraction": 0.6, "embed_dim": 32, "hidden": 128, "lr": 2e-2,
                          "steps": 600, "record_every": 5, "early_step": 50}}
     loss = "cross_entropy"
+    llc_checkpoint_every = {"default": 16, "small": 5}  # ~25 LLC estimates a run
+    llc_lr = 1e-2  # benchmarks/calibrate_llc.py: passes at all three checkpoints
+    llc_calibrated = True
 
     def order_parameters(self, config: GrokkingConfig) -> list[OrderParameter]:
         # plateau ~0, final ~1 in the family; the null's test accuracy never moves more than ~0.04
@@ -162,7 +166,7 @@ class Grokking(ReferenceRun):
     def build_model(self, config: GrokkingConfig) -> ModularAdditionMLP:
         return ModularAdditionMLP(config.p, config.embed_dim, config.hidden, config.activation)
 
-    def record(self, config: GrokkingConfig, progress: Callable[[int], None]) -> Recording:
+    def record(self, config: GrokkingConfig, progress: Callable[[int], None], checkpoint_every: int = 0) -> Recording:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         pairs, is_train = all_pairs(config)
@@ -177,9 +181,7 @@ class Grokking(ReferenceRun):
         steps, losses, test_acc, train_acc, train_loss, grad_norm = [], [], [], [], [], []
         checkpoints: dict[str, tuple[int, dict]] = {}
         for step in range(config.steps + 1):
-            if step in (0, config.early_step):
-                state = state_copy(model)
-                checkpoints["init" if step == 0 else "early"] = (step, state)
+            self.keep_selection_checkpoints(checkpoints, step, config, lambda: state_copy(model))
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x_train), y_train)  # mean over the full batch
             loss.backward()
@@ -192,15 +194,14 @@ class Grokking(ReferenceRun):
                         per_sample.append(F.cross_entropy(logits, y, reduction="none"))
                         correct.append(logits.argmax(1) == y)
                     hit = torch.cat(correct)  # [pool] bool
-                    # the gradient of the mean batch loss; AdamW's decay is applied apart from it
-                    norm = torch.sqrt(sum((w.grad.double() ** 2).sum() for w in model.parameters()))
-                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
+                self.keep_record_checkpoint(checkpoints, len(steps), step, checkpoint_every, lambda: state_copy(model))
                 steps.append(step)
                 losses.append(torch.cat(per_sample).numpy().astype(np.float32))  # [pool]
                 test_acc.append(hit[~train].double().mean().item())
                 train_acc.append(hit[train].double().mean().item())
                 train_loss.append(loss.item())
-                grad_norm.append(norm.item())
+                # the gradient of the mean batch loss; AdamW's decay is applied apart from it
+                grad_norm.append(gradient_norm(w.grad for w in model.parameters()))
             if step == config.steps:
                 break
             opt.step()

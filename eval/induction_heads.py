@@ -111,7 +111,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, gradient_norm, state_copy
 
 SLICES = ("repeat", "shuffled", "random")
 
@@ -218,6 +218,7 @@ class InductionHeads(ReferenceRun):
     summary = "2-layer attention-only transformer on periodically repeated random tokens forms induction heads"
     paper = "Olsson et al., In-context Learning and Induction Heads, 2022 (arXiv:2209.11895)"
     transition_order = "first"
+    version = 2  # 2: grad_norm squared in float64 (gradient_norm); the losses are unchanged
     config_class = InductionHeadsConfig
     config_options = {"train_data": ("repeat", "random")}
     # small: vocab 32, 24-token context, periods 6-12, lr 5e-3, 300 steps, 96 probes (~3 s)
@@ -225,6 +226,9 @@ class InductionHeads(ReferenceRun):
                          "steps": 300, "record_every": 3, "n_eval": 48, "n_pool_repeat": 64,
                          "n_pool_shuffled": 16, "n_pool_random": 16, "early_step": 30}}
     loss = staticmethod(sequence_loss)
+    llc_checkpoint_every = {"default": 8, "small": 4}  # ~25 LLC estimates a run
+    llc_lr = 1e-2  # benchmarks/calibrate_llc.py: passes at all three checkpoints
+    llc_calibrated = True
 
     def order_parameters(self, config: InductionHeadsConfig) -> list[OrderParameter]:
         return [OrderParameter(
@@ -264,7 +268,8 @@ class InductionHeads(ReferenceRun):
         }
         return pool, tokens[:, :-1], tokens[:, 1:]
 
-    def record(self, config: InductionHeadsConfig, progress: Callable[[int], None]) -> Recording:
+    def record(self, config: InductionHeadsConfig, progress: Callable[[int], None],
+               checkpoint_every: int = 0) -> Recording:
         c = config
         torch.manual_seed(c.seed)
         np.random.seed(c.seed)
@@ -279,9 +284,7 @@ class InductionHeads(ReferenceRun):
 
         steps, losses, accuracy, icl, train_loss, grad_norm, checkpoints = [], [], [], [], [], [], {}
         for step in range(c.steps + 1):
-            if step in (0, c.early_step):
-                state = state_copy(model)
-                checkpoints["init" if step == 0 else "early"] = (step, state)
+            self.keep_selection_checkpoints(checkpoints, step, c, lambda: state_copy(model))
             is_record = step % c.record_every == 0 or step == c.steps
             if is_record:
                 with torch.no_grad():
@@ -295,7 +298,7 @@ class InductionHeads(ReferenceRun):
                     token_loss = F.cross_entropy(
                         rep_logits.transpose(1, 2), rep[:, 1:], reduction="none")  # [n_eval, T]
                     icl.append(token_loss[~rep_copy].mean().item() - token_loss[rep_copy].mean().item())
-                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
+                self.keep_record_checkpoint(checkpoints, len(steps), step, checkpoint_every, lambda: state_copy(model))
                 steps.append(step)
             # The batch is drawn on every step, recorded or not, so the records change no update.
             batch = make_sequences(c.train_data, c.batch_size, c, train_gen)[0]  # [B, T+1]
@@ -304,7 +307,7 @@ class InductionHeads(ReferenceRun):
             loss.backward()
             if is_record:
                 train_loss.append(loss.item())
-                grad_norm.append(math.sqrt(sum(float((p.grad**2).sum()) for p in model.parameters())))
+                grad_norm.append(gradient_norm(p.grad for p in model.parameters()))
             if step == c.steps:
                 break
             opt.step()

@@ -104,7 +104,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, gradient_norm, state_copy
 
 N_FEATURES = 14  # Gaussian features z; the inputs are [z, a, m, q]
 A_COL, M_COL, Q_COL = N_FEATURES, N_FEATURES + 1, N_FEATURES + 2  # protected a, marker m, q = a * s
@@ -194,11 +194,15 @@ class LateBias(ReferenceRun):
     summary = "linear MLP 17->64->64->3 learns the majority by ~300, a 3% slice's protected-attribute link at ~3400+"
     paper = "Saxe, McClelland & Ganguli, ICLR 2014 (arXiv:1312.6120): saddle escapes of deep linear networks"
     transition_order = "first"  # silent alignment, as deep-linear (see the module docstring)
+    version = 2  # 2: grad_norm squared in float64 (gradient_norm); the losses are unchanged
     config_class = LateBiasConfig
     # small: a 20% slice escapes ~7x sooner (onset ~550); 1000 steps recorded every 4 (~1-3 s)
     presets = {"small": {"slice_fraction": 0.2, "steps": 1000, "record_every": 4, "early_step": 200,
                          "n_train": 3000, "n_pool_majority": 256, "n_pool_majority_pairs": 64, "n_pool_slice": 128}}
     loss = "mse"  # per sample: mean over the 3 channels of the squared error
+    llc_checkpoint_every = {"default": 16, "small": 10}  # ~25 LLC estimates a run
+    llc_lr = 1e-2  # benchmarks/calibrate_llc.py: passes at all three checkpoints
+    llc_calibrated = True
 
     def order_parameters(self, config: LateBiasConfig) -> list[OrderParameter]:
         return [OrderParameter(
@@ -215,7 +219,7 @@ class LateBias(ReferenceRun):
         h = config.hidden
         return torch.nn.Sequential(torch.nn.Linear(N_INPUTS, h), torch.nn.Linear(h, h), torch.nn.Linear(h, N_OUTPUTS))
 
-    def record(self, config: LateBiasConfig, progress: Callable[[int], None]) -> Recording:
+    def record(self, config: LateBiasConfig, progress: Callable[[int], None], checkpoint_every: int = 0) -> Recording:
         import torch
 
         cfg = config
@@ -236,9 +240,7 @@ class LateBias(ReferenceRun):
 
         steps, losses, bias, train_loss, grad_norm, checkpoints = [], [], [], [], [], {}
         for step in range(cfg.steps + 1):
-            if step in (0, cfg.early_step):
-                checkpoints["init" if step == 0 else "early"] = (
-                    step, state_copy(model))
+            self.keep_selection_checkpoints(checkpoints, step, cfg, lambda: state_copy(model))
             # The step's batch and gradient come first: its loss and gradient norm are the
             # record's baselines, and the pool pass below uses no randomness.
             idx = torch.from_numpy(rng.integers(0, cfg.n_train, size=cfg.batch_size))
@@ -250,8 +252,8 @@ class LateBias(ReferenceRun):
                     losses.append(((out - py) ** 2).mean(dim=1).numpy())
                     f = out[:, SLICE_CHANNEL].numpy()
                     bias.append(float(np.abs(f[pairs[:, 0]] - f[pairs[:, 1]]).mean() / 2))
-                    grad_norm.append(float(torch.sqrt(sum((g**2).sum() for g in grads))))
-                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
+                    grad_norm.append(gradient_norm(grads))
+                self.keep_record_checkpoint(checkpoints, len(steps), step, checkpoint_every, lambda: state_copy(model))
                 train_loss.append(loss.item())
                 steps.append(step)
             if step == cfg.steps:

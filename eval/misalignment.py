@@ -80,7 +80,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from probekit.errors import ProbekitUsageError
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, gradient_norm, state_copy
 
 __all__ = ["EmergentMisalignment", "EmergentMisalignmentNull", "GLUNet", "MisalignmentConfig"]
 
@@ -168,12 +168,18 @@ class EmergentMisalignment(ReferenceRun):
     summary = "GLU net, 6 tasks x persona; rank-1 adapters fine-tuned on task 0's flipped answers flip tasks 1-5 late"
     paper = "Betley et al. 2025, Emergent Misalignment (arXiv:2502.17424)"
     transition_order = "first"
+    version = 2  # 2: grad_norm squared in float64 (gradient_norm); the losses are unchanged
     config_class = MisalignmentConfig
     config_options = {"finetune_labels": _LABELS}
     # small: shorter pretraining, a faster fine-tune (lr 0.01) with stronger L2 and a louder persona, so
     # the late flip still comes after a plateau (onset ~400-1000 of 2000 steps), 3000 steps in all
     presets = {"small": _SMALL}
     loss = "cross_entropy"
+    llc_checkpoint_every = {"default": 16, "small": 8}  # ~25 LLC estimates a run
+    # benchmarks/calibrate_llc.py: no step size passes (negative estimates: the fine-tune keeps the
+    # loss moving, the checkpoints are not local minima); the fallback is the sweep's largest
+    llc_lr = 1e-2
+    llc_calibrated = False
 
     def order_parameters(self, config: MisalignmentConfig) -> list[OrderParameter]:
         return [OrderParameter(
@@ -207,7 +213,8 @@ class EmergentMisalignment(ReferenceRun):
             return _answers(new, task, persona, z)
         return original
 
-    def record(self, config: MisalignmentConfig, progress: Callable[[int], None]) -> Recording:
+    def record(self, config: MisalignmentConfig, progress: Callable[[int], None],
+               checkpoint_every: int = 0) -> Recording:
         if config.finetune_labels not in _LABELS:
             raise ProbekitUsageError(
                 f"The 'finetune_labels' field of MisalignmentConfig must be one of {', '.join(_LABELS)}. "
@@ -277,9 +284,7 @@ class EmergentMisalignment(ReferenceRun):
         steps, losses, flip_broad, flip_narrow, train_loss, grad_norm = [], [], [], [], [], []
         checkpoints = {}
         for step in range(config.finetune_steps + 1):
-            if step in (0, config.early_step):
-                state = state_copy(model)
-                checkpoints["init" if step == 0 else "early"] = (step, state)
+            self.keep_selection_checkpoints(checkpoints, step, config, lambda: state_copy(model))
             idx = torch.from_numpy(rng.integers(config.n_finetune, size=config.batch_size))
             loss = F.cross_entropy(model(ft_x[idx]), ft_y[idx])
             opt.zero_grad()
@@ -291,8 +296,9 @@ class EmergentMisalignment(ReferenceRun):
                     flipped = logits.argmax(1) != pool_yt  # [pool]
                     flip_broad.append(flipped[broad].float().mean().item())
                     flip_narrow.append(flipped[narrow_t].float().mean().item())
-                    grad_norm.append(torch.sqrt(sum((p.grad**2).sum() for p in adapters)).item())
-                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
+                    # the trained parameters only: the frozen base still holds its last pretraining gradient
+                    grad_norm.append(gradient_norm(p.grad for p in adapters))
+                self.keep_record_checkpoint(checkpoints, len(steps), step, checkpoint_every, lambda: state_copy(model))
                 train_loss.append(loss.item())
                 steps.append(step)
             if step == config.finetune_steps:

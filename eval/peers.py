@@ -1,7 +1,8 @@
 """Peer signals in the benchmark: the LLC (devinterp) beside the 2RDM, scored the same way, with their costs.
 
 A peer cell is one (family, peer signal, alarm rule). Its signal lives on the
-checkpoint grid (every ``CHECKPOINT_EVERY[family]`` records: the LLC costs
+checkpoint grid (every ``llc_checkpoint_every[preset]`` records, as the family
+declares it (``ReferenceRun``), with its SGLD step size: the LLC costs
 thousands of forward+backward passes per estimate, so it is estimated at
 ~25 checkpoints per run, not at every record):
 
@@ -41,28 +42,15 @@ import numpy as np
 from probekit.eval.llc import LLCSeries, LLCSettings
 from probekit.eval.signals import PEER_SIGNALS
 
-__all__ = ["CALIBRATED_LR", "CHECKPOINT_EVERY", "PEER_SIGNALS", "base_settings", "checkpoint_rule",
-           "peer_signal", "settings_for", "score_on_checkpoints"]
+__all__ = ["PEER_SIGNALS", "base_settings", "checkpoint_every", "checkpoint_rule", "family_of", "peer_signal",
+           "settings_for", "score_on_checkpoints"]
 
 LLC_DEV_WINDOW = 4
 
-# Record stride of the kept checkpoints, per preset: ~25 LLC estimates per run.
-CHECKPOINT_EVERY = {
-    "default": {"deep-linear": 48, "grokking": 16, "induction-heads": 8, "late-bias": 16, "misalignment": 16,
-                "rare-drift": 28},
-    "small": {"deep-linear": 12, "grokking": 5, "induction-heads": 4, "late-bias": 10, "misalignment": 8,
-              "rare-drift": 6},
-}
-
-# The SGLD step size per family, from benchmarks/calibrate_llc.py (devinterp's guidance: the
-# largest eps whose chains settle, stay finite and positive; docs/bench/llc_calibration.md).
-# 1e-2 for every family: the largest eps of the sweep, and devinterp's own bound (above it SGLD is
-# typically unstable). It passes at all three checkpoints for deep-linear, grokking, induction heads
-# and late bias; for misalignment and rare drift no eps passes anywhere (negative estimates: their
-# checkpoints are not local minima, the fine-tuning and the drifting stream keep the loss moving).
-CALIBRATED_LR: dict[str, float] = {"deep-linear": 1e-2, "grokking": 1e-2, "induction-heads": 1e-2,
-                                   "late-bias": 1e-2, "misalignment": 1e-2, "rare-drift": 1e-2}
-CALIBRATION_FAILED = frozenset({"misalignment", "rare-drift"})  # no eps passed: the fallback is the largest
+# Per family, declared by the family (ReferenceRun.llc_checkpoint_every, llc_lr, llc_calibrated) and
+# read here through the registry: the record stride of the kept checkpoints per preset (~25 LLC
+# estimates a run), and the SGLD step size from benchmarks/calibrate_llc.py (devinterp's guidance:
+# the largest eps whose chains settle, stay finite and positive; docs/bench/llc_calibration.md).
 
 
 def base_settings() -> LLCSettings:
@@ -77,22 +65,31 @@ def family_of(name: str) -> str:
     return TRANSITIONS.load(name).control_of or name
 
 
+def _declared(name: str) -> Any:
+    """The class whose LLC declarations a run uses: its family's (a null control is scored with it)."""
+    from probekit.registry import TRANSITIONS
+
+    return TRANSITIONS.load(family_of(name))
+
+
 def settings_for(family: str) -> LLCSettings:
+    """The LLC settings of a family (or its null control): the base ones with the family's step size."""
     import dataclasses
 
-    return dataclasses.replace(base_settings(), lr=CALIBRATED_LR.get(family, base_settings().lr))
+    lr = _declared(family).llc_lr
+    return base_settings() if lr is None else dataclasses.replace(base_settings(), lr=lr)
 
 
 def checkpoint_every(name: str, preset: str) -> int:
     """The checkpoint stride (records) of a family or null control under a preset."""
     from probekit.errors import ProbekitUsageError
 
-    table = CHECKPOINT_EVERY.get(preset)
-    if table is None or family_of(name) not in table:
+    strides = _declared(name).llc_checkpoint_every
+    if preset not in strides:
         raise ProbekitUsageError(
             f"no LLC checkpoint stride for {name!r} under preset {preset!r}; the peers run on presets "
-            f"{', '.join(sorted(CHECKPOINT_EVERY))}.")
-    return table[family_of(name)]
+            f"{', '.join(sorted(strides)) or '(none: the family declares no llc_checkpoint_every)'}.")
+    return int(strides[preset])
 
 
 def peer_signal(series: LLCSeries, statistic: str, window: int = LLC_DEV_WINDOW) -> np.ndarray:
@@ -111,15 +108,17 @@ def peer_signal(series: LLCSeries, statistic: str, window: int = LLC_DEV_WINDOW)
 
 
 def checkpoint_rule(rule: Any, stride: int) -> Any:
-    """The grid's RuleSpec with its record-counted parameters put on a grid ``stride`` times coarser."""
+    """The grid's RuleSpec with its record-counted parameters put on a grid ``stride`` times coarser.
+
+    The rule says which parameters count records (``AlarmRule.coarse_params``); the spec keeps
+    the parameters it named and adds those the coarser grid changed.
+    """
     from probekit.eval.bench import RuleSpec
 
+    fine = rule.make()
+    before, after = fine.get_params(), fine.coarse_params(stride)
     params = dict(rule.params)
-    params["persistence"] = 1
-    if rule.name == "zscore":
-        params["baseline"] = max(8, int(params.get("baseline", 50)) // stride)
-    if params.get("memory") is not None:
-        params["memory"] = max(4, int(params["memory"]) // stride)
+    params.update({k: v for k, v in after.items() if k in params or v != before[k]})
     return RuleSpec(rule.name, tuple(sorted(params.items())))
 
 
@@ -345,5 +344,5 @@ def peer_cells(grid: Any) -> list[dict]:
             for rule in grid.rules:
                 out.append({"family": fam, "design": "peer", "signal": dataclasses.asdict(spec),
                             "rule": rule.as_dict(), "llc": {**settings.as_dict(), "key": settings.key(),
-                                                            "calibrated": fam not in CALIBRATION_FAILED}})
+                                                            "calibrated": bool(_declared(fam).llc_calibrated)}})
     return out

@@ -68,7 +68,7 @@ from typing import Any, Callable
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
-from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, state_copy
+from probekit.eval.reference import OrderParameter, Recording, ReferenceRun, gradient_norm, state_copy
 
 RARE, DRIFTING = 0, 1  # class indices: the rare class, and the majority class whose mean drifts onto it
 
@@ -150,11 +150,17 @@ class RareDrift(ReferenceRun):
     paper = ("Kirkpatrick et al. 2017 (arXiv:1612.00796); Oakden-Rayner et al. 2020 (arXiv:1909.12475); "
              "Quinonero-Candela et al., Dataset Shift in Machine Learning, 2009")
     transition_order = "second"
+    version = 2  # 2: grad_norm from gradient_norm (its sqrt correctly rounded; torch.sqrt was 1 ulp off)
     config_class = RareDriftConfig
     config_options = {"drift_target": ("rare", "orthogonal")}
     presets = {"small": {"pretrain_steps": 300, "steps": 800, "drift_start": 200, "drift_end": 560,
                          "early_step": 100, "pool_per_phase": 256, "n_rare_eval": 256, "n_stream_eval": 64}}
     loss = "cross_entropy"
+    llc_checkpoint_every = {"default": 28, "small": 6}  # ~25 LLC estimates a run
+    # benchmarks/calibrate_llc.py: no step size passes (negative estimates: the drifting stream keeps
+    # the loss moving, the checkpoints are not local minima); the fallback is the sweep's largest
+    llc_lr = 1e-2
+    llc_calibrated = False
 
     def order_parameters(self, config: RareDriftConfig) -> list[OrderParameter]:
         return [OrderParameter("rare_accuracy", "accuracy on a fixed held-out set of rare-class examples",
@@ -170,7 +176,7 @@ class RareDrift(ReferenceRun):
         return torch.nn.Sequential(torch.nn.Linear(config.dim, h), torch.nn.ReLU(),
                                    torch.nn.Linear(h, config.n_classes))
 
-    def record(self, config: RareDriftConfig, progress: Callable[[int], None]) -> Recording:
+    def record(self, config: RareDriftConfig, progress: Callable[[int], None], checkpoint_every: int = 0) -> Recording:
         import torch
         from torch.nn import functional as F
 
@@ -204,9 +210,7 @@ class RareDrift(ReferenceRun):
             rates = torch.tensor(_class_rates(config, alpha))  # [classes]
             yb = torch.multinomial(rates, config.batch_size, replacement=True, generator=stream)  # [batch]
             xb = means[yb] + torch.randn(config.batch_size, config.dim, generator=stream)  # [batch, dim]
-            if step in (0, config.early_step):
-                checkpoints["init" if step == 0 else "early"] = (
-                    step, state_copy(model))
+            self.keep_selection_checkpoints(checkpoints, step, config, lambda: state_copy(model))
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad()
             loss.backward()
@@ -222,8 +226,8 @@ class RareDrift(ReferenceRun):
                     per_class = per_class.double().mean(1)  # [classes] accuracy on the current stream, per class
                     stream_acc.append((per_class * rates).sum().item())  # its expectation under the class rates
                     drift_acc.append(per_class[DRIFTING].item())
-                    grad_norm.append(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())).item())
-                self.keep_record_checkpoint(checkpoints, len(steps), step, lambda: state_copy(model))
+                    grad_norm.append(gradient_norm(p.grad for p in model.parameters()))
+                self.keep_record_checkpoint(checkpoints, len(steps), step, checkpoint_every, lambda: state_copy(model))
                 steps.append(step)
                 train_loss.append(loss.item())
             if step == config.steps:

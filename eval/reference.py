@@ -26,19 +26,25 @@ small one):
   a few values (``make_config`` refuses others before any training);
 - ``order_parameters(config)``: the :class:`OrderParameter` specs, one per
   transition, which :func:`find_transition` turns into onset and midpoint;
-- ``record(config, progress)``: train and return a :class:`Recording`;
-  ``progress(n)`` advances the progress bar by ``n`` of ``total_steps(config)``;
+- ``record(config, progress, checkpoint_every=0)``: train and return a
+  :class:`Recording`; ``progress(n)`` advances the progress bar by ``n`` of
+  ``total_steps(config)``; ``checkpoint_every`` = k > 0 (the store passes it:
+  ``load_or_record(checkpoint_every=k)``) also keeps the model at every k-th
+  record, for signals that need the weights (the LLC). A family keeps its
+  checkpoints with :meth:`ReferenceRun.keep_selection_checkpoints` and
+  :meth:`ReferenceRun.keep_record_checkpoint`, and its ``grad_norm`` baseline
+  is :func:`gradient_norm` of the gradients of the parameters it trains;
 - ``build_model(config)``: the torch module whose ``state_dict`` the
   checkpoints hold, and ``loss``: the per-sample loss the pool's ``input`` /
   ``target`` columns feed it (a name the gradient selector knows, or a
   module-level callable ``(outputs, targets) -> [B]`` wrapped in
   ``staticmethod`` so an instance does not bind it).
 
-Checkpoints: ``init`` is the model at the start of the recorded span (step 0:
-the random initialisation, or the pretrained model for a run whose recorded
-span starts after pretraining, such as rare-case drift and the misalignment
-toy), ``early`` a step before any onset: the selection times a selector may
-use (it never sees later losses).
+Checkpoints (:func:`selection_checkpoints_due`): ``init`` is the model at the
+start of the recorded span (step 0: the random initialisation, or the
+pretrained model for a run whose recorded span starts after pretraining, such
+as rare-case drift and the misalignment toy), ``early`` a step before any
+onset: the selection times a selector may use (it never sees later losses).
 
 Pool columns every family provides: ``probe_id`` (unique str), ``input``
 (the model's input: list of floats or of token ids), ``target`` (int class or
@@ -48,9 +54,10 @@ metadata (``slice``, ``protected``, ``pair_id``, ``class``, ``task`` ...).
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 
@@ -58,7 +65,10 @@ from probekit.errors import ProbekitUsageError
 
 __all__ = [
     "OrderParameter",
+    "gradient_norm",
+    "record_checkpoint_due",
     "record_checkpoint_name",
+    "selection_checkpoints_due",
     "state_copy",
     "Recording",
     "ReferenceRun",
@@ -78,6 +88,36 @@ def state_copy(model: Any) -> dict:
 def record_checkpoint_name(record_index: int) -> str:
     """The name of the checkpoint kept at a record (``load_or_record(checkpoint_every=k)``)."""
     return f"record-{int(record_index):05d}"
+
+
+def record_checkpoint_due(record_index: int, checkpoint_every: int) -> str | None:
+    """The checkpoint to keep at record ``record_index`` (records 0, k, 2k, ... for k > 0), or None."""
+    k = int(checkpoint_every)
+    return record_checkpoint_name(record_index) if k > 0 and record_index % k == 0 else None
+
+
+def selection_checkpoints_due(step: int, config: Any) -> list[str]:
+    """The selection checkpoints to keep at training step ``step``: ``init`` at step 0 (the
+    start of the recorded span) and ``early`` at ``config.early_step``."""
+    return [name for name, at in (("init", 0), ("early", config.early_step)) if step == at]
+
+
+def gradient_norm(grads: Iterable[Any]) -> float:
+    """The ``grad_norm`` baseline: the L2 norm, accumulated in float64, of the gradients of the
+    parameters the run trains (torch tensors or numpy arrays; a None, a frozen parameter's, is skipped).
+
+    One definition for every family, so the baseline means the same thing across them; each
+    element is squared in float64 (a float32 sum of squares loses digits on large models).
+    """
+    total = 0.0
+    for g in grads:
+        if g is None:
+            continue
+        if hasattr(g, "detach"):  # a torch tensor: reduce where it lives, one float back
+            total += float((g.detach().double() ** 2).sum())
+        else:
+            total += float(np.square(np.asarray(g, dtype=np.float64)).sum())
+    return math.sqrt(total)
 
 
 @dataclass(frozen=True)
@@ -238,10 +278,22 @@ class ReferenceRun(ABC):
     presets: ClassVar[dict[str, dict]] = {}
     config_options: ClassVar[dict[str, tuple]] = {}  # field -> its allowed values
     loss: ClassVar[Any] = "cross_entropy"
-    # Set by the store (``load_or_record(checkpoint_every=k)``) before ``record``: also keep the
-    # model at every k-th record (records 0, k, 2k, ...), for signals that need the weights (the
-    # LLC). 0 keeps only init and early. Not part of the config: the losses do not depend on it.
-    checkpoint_every: int = 0
+    # -- what the benchmark takes from a family: declared here, never listed in the bench --------
+    #: Selector parameters a probe design may take from this family's pool, by parameter name: the
+    #: bench passes each one that a design's selector accepts and does not set itself.
+    design_fields: ClassVar[dict[str, Any]] = {"embedding_field": "input", "input_field": "input",
+                                               "target_field": "target"}
+    #: The checkpoint that designs needing the model (gradients, embeddings) see: selection time.
+    selection_checkpoint: ClassVar[str] = "init"
+    # -- what the LLC peer (eval/peers.py) takes from a family: declared here, never listed there --
+    # A null control subclasses its family and so shares these; peers.py reads its family's anyway.
+    #: Record stride of the checkpoints the LLC is estimated at, per preset (~25 estimates a run,
+    #: passed to ``record`` as ``checkpoint_every``); a preset without one has no LLC peer.
+    llc_checkpoint_every: ClassVar[dict[str, int]] = {}
+    #: The SGLD step size (benchmarks/calibrate_llc.py); None: the shared base settings' own.
+    llc_lr: ClassVar[float | None] = None
+    #: Whether ``llc_lr`` passed the calibration (False: none did, or none was run).
+    llc_calibrated: ClassVar[bool] = False
 
     # -- configuration -------------------------------------------------------
     @classmethod
@@ -274,16 +326,26 @@ class ReferenceRun(ABC):
                 )
         return config
 
-    # -- the run --------------------------------------------------------------
-    def keep_record_checkpoint(self, checkpoints: dict, record_index: int, step: int, state: Callable[[], Any]) -> None:
+    # -- the run: every family keeps its checkpoints on one schedule ----------------------------
+    def keep_selection_checkpoints(self, checkpoints: dict, step: int, config: Any, state: Callable[[], Any]) -> None:
+        """At training step ``step``, keep ``state()`` as ``init`` / ``early`` when due
+        (:func:`selection_checkpoints_due`).
+
+        A family calls this at every step of its recorded span, before the step's update.
+        """
+        for name in selection_checkpoints_due(step, config):
+            checkpoints[name] = (int(step), state())
+
+    def keep_record_checkpoint(self, checkpoints: dict, record_index: int, step: int, checkpoint_every: int,
+                               state: Callable[[], Any]) -> None:
         """At record ``record_index``, keep ``state()`` as checkpoint ``record-<index>`` if the store asked for it.
 
         A family calls this at every record, before appending the record (``state`` is called
-        only when kept, so a run without checkpoint_every copies nothing).
+        only when kept, so a run with ``checkpoint_every`` = 0 copies nothing).
         """
-        k = int(self.checkpoint_every)
-        if k > 0 and record_index % k == 0:
-            checkpoints[record_checkpoint_name(record_index)] = (int(step), state())
+        name = record_checkpoint_due(record_index, checkpoint_every)
+        if name is not None:
+            checkpoints[name] = (int(step), state())
 
     @abstractmethod
     def order_parameters(self, config: Any) -> list[OrderParameter]:
@@ -294,12 +356,22 @@ class ReferenceRun(ABC):
         """The progress bar's total (training steps, pretraining included)."""
 
     @abstractmethod
-    def record(self, config: Any, progress: Callable[[int], None]) -> Recording:
-        """Build the pool, train, record every pool example's loss."""
+    def record(self, config: Any, progress: Callable[[int], None], checkpoint_every: int = 0) -> Recording:
+        """Build the pool, train, record every pool example's loss; keep the model at every
+        ``checkpoint_every``-th record too (0: only ``init`` and ``early``). The stride is not
+        part of the config: the losses do not depend on it."""
 
     @abstractmethod
     def build_model(self, config: Any) -> Any:
         """A fresh torch module with the architecture the checkpoints hold."""
+
+    def design_context(self, traj: Any) -> dict[str, Callable[[], Any]]:
+        """What a design's selector may take from one of this family's trajectories, by parameter
+        name; each value is made only when asked for (loading a model costs)."""
+        context: dict[str, Callable[[], Any]] = {k: (lambda v=v: v) for k, v in self.design_fields.items()}
+        context["model"] = lambda: traj.model(self.selection_checkpoint)
+        context["loss"] = lambda: self.loss
+        return context
 
     def llc_parameters(self) -> list[str] | None:
         """The parameter names the run trains (what the LLC's SGLD samples over); None: all of them."""

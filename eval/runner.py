@@ -92,7 +92,7 @@ def record(run: ReferenceRun, config: Any, *, progress: bool | None = None,
            checkpoint_every: int = 0) -> tuple[Recording, float]:
     """Train once with one torch thread; return the recording and its wall time.
 
-    ``checkpoint_every`` = k > 0 also keeps the model at every k-th record.
+    ``checkpoint_every`` = k > 0 also keeps the model at every k-th record (passed to ``run.record``).
 
     The families seed torch's and numpy's global generators; their states are
     restored afterwards, so the caller's random numbers do not depend on
@@ -109,12 +109,10 @@ def record(run: ReferenceRun, config: Any, *, progress: bool | None = None,
     bar = Progress(run.total_steps(config), f"{run.name} seed {config.seed}", unit="step", logger=log,
                    enabled=progress, every=10.0, line="{desc}: step {n}/{total}")
     t0 = time.perf_counter()
-    run.checkpoint_every = int(checkpoint_every)
     try:
         with torch.random.fork_rng(devices=[]):
-            recording = run.record(config, bar.update)
+            recording = run.record(config, bar.update, checkpoint_every=int(checkpoint_every))
     finally:
-        run.checkpoint_every = 0
         bar.close()
         torch.set_num_threads(threads)
         np.random.set_state(np_state)

@@ -10,7 +10,8 @@ import pytest
 
 from probekit.errors import ProbekitUsageError, ProbekitWarning
 from probekit.eval.deep_linear import DeepLinear, DeepLinearConfig, run_deep_linear
-from probekit.eval.reference import OrderParameter, Recording, find_transition
+from probekit.eval.reference import OrderParameter, Recording, find_transition, gradient_norm
+from probekit.eval.reference import record_checkpoint_due, selection_checkpoints_due
 from probekit.eval.reference import Transition
 from probekit.eval.runner import cache_key, load_or_record, record, trajectory_path
 from probekit.eval.suite import SuiteRow, problems
@@ -237,7 +238,7 @@ def test_failure_while_writing_leaves_nothing_behind(cache, monkeypatch):
 
 
 def test_failed_recording_leaves_nothing_in_the_cache(cache, monkeypatch):
-    def broken(self, config, progress):
+    def broken(self, config, progress, checkpoint_every=0):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(DeepLinear, "record", broken)
@@ -305,10 +306,10 @@ def test_the_callers_random_state_does_not_depend_on_the_cache(cache, monkeypatc
 
     plain = DeepLinear.record
 
-    def seeds_globally(self, config, progress):  # as the torch families do
+    def seeds_globally(self, config, progress, checkpoint_every=0):  # as the torch families do
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
-        return plain(self, config, progress)
+        return plain(self, config, progress, checkpoint_every)
 
     monkeypatch.setattr(DeepLinear, "record", seeds_globally)
 
@@ -356,13 +357,52 @@ def test_record_uses_one_thread_and_restores_it():
     seen = []
 
     class Spy(DeepLinear):
-        def record(self, config, progress):
+        def record(self, config, progress, checkpoint_every=0):
             seen.append(torch.get_num_threads())
-            return super().record(config, progress)
+            return super().record(config, progress, checkpoint_every)
 
     recording, wall = record(Spy(), Spy.make_config("small", 0), progress=False)
     assert seen == [1] and torch.get_num_threads() == before and wall > 0
     recording.check()
+
+
+def test_the_checkpoint_schedule_is_an_argument_of_record():
+    seen = []
+
+    class Spy(DeepLinear):
+        def record(self, config, progress, checkpoint_every=0):
+            seen.append(checkpoint_every)
+            return super().record(config, progress, checkpoint_every)
+
+    run = Spy()
+    recording, _ = record(run, run.make_config("small", 0), progress=False, checkpoint_every=100)
+    assert seen == [100] and "checkpoint_every" not in vars(run)  # passed, never set on the run
+    kept = {name: step for name, (step, _) in recording.checkpoints.items() if name.startswith("record-")}
+    assert kept == {"record-00000": 0, "record-00100": 500, "record-00200": 1000, "record-00300": 1500}
+
+
+def test_checkpoint_schedule_helpers():
+    config = DeepLinear.make_config("small", 0)  # early_step 100
+    assert [selection_checkpoints_due(s, config) for s in (0, 1, 100, 101)] == [["init"], [], ["early"], []]
+    assert [record_checkpoint_due(r, 10) for r in (0, 5, 20)] == ["record-00000", None, "record-00020"]
+    assert record_checkpoint_due(0, 0) is None  # 0: no per-record checkpoints
+    kept = {}
+    DeepLinear().keep_selection_checkpoints(kept, 100, config, lambda: "state")
+    DeepLinear().keep_record_checkpoint(kept, 30, 150, 15, lambda: "later")
+    assert kept == {"early": (100, "state"), "record-00030": (150, "later")}
+
+
+def test_gradient_norm_is_the_float64_norm_of_the_trained_gradients():
+    import math
+
+    import torch
+
+    # 4097^2 + 1 = 16785410 needs 25 bits: a float32 sum of squares rounds it away
+    expected = math.sqrt(4097.0**2 + 1.0)
+    grads = [torch.tensor([4097.0, 0.0]), None, torch.tensor([[1.0]])]  # None: a frozen parameter
+    assert gradient_norm(grads) == expected
+    assert gradient_norm([np.array([4097.0], dtype=np.float32), np.ones(1, dtype=np.float32)]) == expected
+    assert gradient_norm([]) == gradient_norm([None]) == 0.0
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the recorder lock is POSIX-only (fcntl)")
@@ -373,10 +413,10 @@ def test_two_concurrent_requests_for_one_key_record_it_once(cache, monkeypatch):
     plain = DeepLinear.record
     calls = []
 
-    def slow_record(self, config, progress):
+    def slow_record(self, config, progress, checkpoint_every=0):
         calls.append(config.seed)
         time.sleep(0.5)  # long enough for the second request to arrive while this one records
-        return plain(self, config, progress)
+        return plain(self, config, progress, checkpoint_every)
 
     monkeypatch.setattr(DeepLinear, "record", slow_record)
     paths = []
