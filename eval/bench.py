@@ -1,4 +1,4 @@
-"""The benchmark grid: families x strategies x sizes x seeds, scored cell by cell, resumable.
+"""The benchmark grid: families x designs x sizes x seeds, scored cell by cell, resumable.
 
 A **cell** is one (family, design, signal, rule): the design's nested selection on
 every seed's trajectory (and on each seed's null control, so false alarms are
@@ -6,11 +6,16 @@ measured with the same probes), scored at every prefix size and on the full
 pool (``probekit.eval.convergence``). Scalar baselines are cells too (their
 design is the full pool's mean loss, or the stored gradient norm). Each cell
 is computed in a worker process and written atomically as its own JSON file
-under ``<out>/cells/``; a rerun skips the cells already finished (same grid
+under ``<out>/cells/`` (``probekit.eval.cells``: the cell type and its JSON), beside each
+design's rankings; a rerun skips the cells already finished (same grid
 hash) and computes failed ones again, so a killed benchmark continues where it
 stopped. A cell whose computation raises, or whose worker process dies (a
 crash, the out-of-memory killer), is written with its error instead of failing
 the grid. Results are deterministic: same grid, same seeds, same JSON.
+
+Nothing here lists families or designs: the families are the registered transition families
+(``probekit.transitions`` entry points), and a design is any registered selection strategy
+(``probekit.eval.designs``), filled with what its family declares it offers.
 """
 from __future__ import annotations
 
@@ -26,12 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from probekit.atomic import atomic_file
+from probekit.eval.cells import Cell, Rankings, cell_key, finished, load_cell, save_cell
+from probekit.eval.designs import Design, parse_design
 from probekit.eval.signals import SCALAR_SIGNALS, SignalSpec
 
-__all__ = ["FULL", "QUICK", "BenchGrid", "RuleSpec", "run_grid"]
+__all__ = ["DESIGNS", "FULL", "QUICK", "BenchGrid", "Design", "RuleSpec", "run_grid", "transition_families"]
 
-STRATEGIES = ("random", "cluster", "gradient")
+#: The grid's default designs (gradient sketches of 64 dimensions: the cost of the full grid).
+DESIGNS = (Design("random"), Design("cluster"), Design("gradient", (("sketch_dim", 64),), name="gradient"))
+
+
+def transition_families() -> tuple[str, ...]:
+    """Every registered transition family (their null controls are found by ``control_of``)."""
+    from probekit.registry import TRANSITIONS
+
+    return tuple(n for n in TRANSITIONS.names() if TRANSITIONS.load(n).kind == "transition")
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +82,14 @@ class RuleSpec:
 
 @dataclass(frozen=True)
 class BenchGrid:
-    """What the benchmark scores. ``families``: transition families (their nulls are found by ``control_of``)."""
+    """What the benchmark scores. ``families``: transition families (their nulls are found by
+    ``control_of``); empty means every registered one (:meth:`with_families`). ``designs``:
+    :class:`Design` objects, or their text form (``"gradient:sketch_dim=64"``)."""
 
-    families: tuple[str, ...]
+    families: tuple[str, ...] = ()
     preset: str = "small"
     seeds: tuple[int, ...] = (0, 1, 2)
-    strategies: tuple[str, ...] = STRATEGIES
+    designs: tuple[Design, ...] = DESIGNS
     sizes: tuple[int, ...] = (8, 32)
     signals: tuple[SignalSpec, ...] = (SignalSpec("shc", window=16),)
     scalar_baselines: tuple[str, ...] = SCALAR_SIGNALS
@@ -82,6 +98,18 @@ class BenchGrid:
     # peer signals (probekit.eval.peers: "llc", "llc_dev"; needs probekit[peers]); their cells
     # name their own settings, so adding peers to a grid reuses its other cells
     peers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        designs = tuple(d if isinstance(d, Design) else _design_from_text(d) for d in self.designs)
+        object.__setattr__(self, "designs", designs)
+        object.__setattr__(self, "families", tuple(self.families))
+
+    def with_families(self) -> "BenchGrid":
+        """This grid, on every registered transition family when it names none."""
+        return self if self.families else dataclasses.replace(self, families=transition_families())
+
+    def design(self, label: str) -> Design:
+        return next(d for d in self.designs if d.label == label)
 
     def key(self) -> str:
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "peers"}
@@ -94,8 +122,8 @@ class BenchGrid:
         for fam in self.families:
             for spec in self.signals:
                 for rule in self.rules:
-                    for strategy in self.strategies:
-                        out.append({"family": fam, "design": strategy, "signal": dataclasses.asdict(spec),
+                    for design in self.designs:
+                        out.append({"family": fam, "design": design.label, "signal": dataclasses.asdict(spec),
                                     "rule": rule.as_dict()})
             for scalar in self.scalar_baselines:  # on the primary signal's window and stride
                 spec = SignalSpec(scalar, window=self.signals[0].window, stride=self.signals[0].stride)
@@ -112,16 +140,25 @@ class BenchGrid:
         from probekit.errors import ProbekitUsageError
         from probekit.eval.signals import PEER_SIGNALS
 
+        for design in self.designs:
+            design.check()
+        labels = [d.label for d in self.designs]
+        if len(set(labels)) != len(labels):
+            raise ProbekitUsageError(f"The designs of a BenchGrid need distinct names. Got {labels} instead.")
+
         bad = [p for p in self.peers if p not in PEER_SIGNALS]
         if bad:
             raise ProbekitUsageError(
                 f"The 'peers' field of BenchGrid must hold some of {', '.join(PEER_SIGNALS)}. Got {bad[0]!r} instead.")
 
 
-FAMILIES = ("deep-linear", "grokking", "induction-heads", "late-bias", "misalignment", "rare-drift")
-QUICK = BenchGrid(families=FAMILIES)
+def _design_from_text(text: str) -> Design:
+    """A design's text form, parsed without looking the strategy up (``check`` does, before any work)."""
+    return parse_design(text, check=False)
+
+
+QUICK = BenchGrid()  # every registered transition family
 FULL = BenchGrid(
-    families=FAMILIES,
     preset="default",
     seeds=(0, 1, 2, 3, 4),
     sizes=(8, 16, 32, 64, 128, 256),
@@ -154,64 +191,40 @@ def _cell_name(cell: dict) -> str:
     return f"{cell['family']}__{cell['design']}__{tag}__{RuleSpec.from_dict(cell['rule']).tag}{extra}"
 
 
-def _ranking(strategy: str, traj: Any, n: int) -> list:
-    """The strategy's nested selection of n probes on this trajectory's pool, seeded by its seed."""
-    from probekit.eval.runner import get_reference_run
-    from probekit.registry import make_selector
-
-    pool = traj.pool
-    n = min(n, len(pool))
-    if strategy == "random":
-        sel = make_selector("random")
-    elif strategy == "cluster":
-        sel = make_selector("cluster", embedding_field="input")
-    elif strategy == "gradient":  # gradients at the run's own initialisation checkpoint
-        loss = get_reference_run(traj.name).loss
-        sel = make_selector("gradient", model=traj.model("init"), input_field="input", target_field="target",
-                            loss=loss, sketch_dim=64)
-    else:
-        raise ValueError(f"unknown design {strategy!r}; the grid knows {', '.join(STRATEGIES)} and scalar")
-    return list(sel.select(pool, n, seed=traj.seed).ids)
-
-
-def _finished(path: Path) -> bool:
-    """A cell file without an error: a rerun skips it (a failed cell is computed again)."""
-    try:
-        return json.loads(path.read_text())["error"] is None
-    except (OSError, ValueError, KeyError):
-        return False
-
-
 def _point_json(p: Any) -> dict:
     return {"size": p.size, "fidelity": p.fidelity, **p.score.summary(), "episodes": p.score.episode_rows()}
 
 
-def _score_job(job: tuple) -> list[dict]:
-    """Compute the cells of one (family, design) in a worker: the design's rankings once, then every
-    signal once, scored under every rule. Never raises: an error is recorded in the cells it hit."""
-    grid, family, design, cells, cache_dir = job
+def _score_job(job: tuple) -> list[Any]:
+    """Compute the cells of one (family, design) in a worker: the design's rankings once (returned
+    too, as :class:`Rankings`), then every signal once, scored under every rule. Never raises: an
+    error is recorded in the cells it hit."""
+    grid, family, label, cells, cache_dir = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    def failed(cell: dict, exc: Exception) -> dict:  # a failed cell is a result, not a crash of the grid
-        return {**cell, "points": [], "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(limit=5)}
+    def failed(cell: dict, exc: Exception) -> Cell:  # a failed cell is a result, not a crash of the grid
+        return Cell.failed(cell_key(cell), f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
 
+    out: list[Any] = []
     try:
         import torch
 
         torch.set_num_threads(1)
-        from probekit.eval.runner import load_or_record
+        from probekit.eval.runner import get_reference_run, load_or_record
         from probekit.registry import TRANSITIONS
 
         null_names = [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of == family]
         trajs = [load_or_record(family, grid.preset, s, cache_dir=cache_dir, progress=False) for s in grid.seeds]
         nulls = [load_or_record(n, grid.preset, s, cache_dir=cache_dir, progress=False)
                  for n in null_names for s in grid.seeds]
-        if design == "scalar":
+        if label == "scalar":
             rankings, sizes = {}, []  # the scalar baselines watch the full pool
         else:
-            rankings = {id(t): _ranking(design, t, max(grid.sizes)) for t in trajs + nulls}
+            design = grid.design(label)
+            rankings = {id(t): design.ranking(get_reference_run(t.name), t, max(grid.sizes)) for t in trajs + nulls}
             sizes = list(grid.sizes)
+            out.append(Rankings(family, label, {Rankings.run_key(t.name, t.seed): rankings[id(t)]
+                                                for t in trajs + nulls}))
     except Exception as exc:
         return [failed(c, exc) for c in cells]
     from probekit.eval.convergence import convergence
@@ -219,7 +232,6 @@ def _score_job(job: tuple) -> list[dict]:
     by_signal: dict[str, list[dict]] = {}
     for c in cells:
         by_signal.setdefault(json.dumps(c["signal"], sort_keys=True), []).append(c)
-    out = []
     for group in by_signal.values():
         try:
             rules = [RuleSpec.from_dict(c["rule"]).make() for c in group]
@@ -227,8 +239,8 @@ def _score_job(job: tuple) -> list[dict]:
                                  rules=rules, hit_fraction=grid.hit_fraction)
             per_rule = len(points) // len(group)  # the points come rule by rule
             for k, c in enumerate(group):
-                out.append({**c, "points": [_point_json(p) for p in points[k * per_rule:(k + 1) * per_rule]],
-                            "error": None})
+                scored = [_point_json(p) for p in points[k * per_rule:(k + 1) * per_rule]]
+                out.append(Cell.from_json({**cell_key(c), "points": scored, "error": None}))
         except Exception as exc:
             out.extend(failed(c, exc) for c in group)
     for t in trajs + nulls:
@@ -239,8 +251,13 @@ def _score_job(job: tuple) -> list[dict]:
 @dataclass
 class GridResult:
     grid: BenchGrid
-    cells: list[dict] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
     computed: int = 0  # cells computed in this call (the rest were resumed)
+    rankings: dict[tuple[str, str], Rankings] = field(default_factory=dict)  # (family, design) -> its selections
+
+    def ranking(self, family: str, design: str, run: str, seed: int) -> list[str] | None:
+        found = self.rankings.get((family, design))
+        return None if found is None else found.of(run, seed)
 
 
 def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
@@ -252,8 +269,9 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
     from probekit.progress import Progress
 
     grid.check()
+    grid = grid.with_families()
     cells_dir = Path(out_dir) / "cells" / grid.key()
-    todo = [c for c in grid.cells() if not _finished(cells_dir / f"{_cell_name(c)}.json")]
+    todo = [c for c in grid.cells() if not finished(cells_dir / f"{_cell_name(c)}.json")]
     peer_families = sorted({c["family"] for c in todo if c["design"] == "peer"})
     if peer_families:  # before any work: a missing extra is a one-line error, not failed cells
         from probekit.eval.llc import require_devinterp
@@ -283,9 +301,12 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
         groups.setdefault((c["family"], c["design"]), []).append(c)
     jobs_list = [(grid, fam, design, group, cache) for (fam, design), group in groups.items()]
 
-    def save(result: dict) -> None:
-        with atomic_file(cells_dir / f"{_cell_name(result)}.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=1, sort_keys=True, default=float) + "\n")
+    def save(result: Any) -> None:
+        if isinstance(result, Rankings):
+            result.save(cells_dir / _rankings_name(result.family, result.design))
+            return
+        cell = result if isinstance(result, Cell) else Cell.from_json(result)
+        save_cell(cell, cells_dir / f"{_cell_name(cell.key())}.json")
 
     bar = Progress(len(todo), "bench cells", unit="cell", logger=log, enabled=progress,
                    line="scored {n}/{total} cells")
@@ -303,13 +324,23 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
             for job in broken:
                 for lost in _run_pool([job], 1, save, bar):
                     for c in lost[3]:
-                        save({**c, "points": [], "error": "the worker process died while computing this cell "
-                                                          "(a crash or the out-of-memory killer)"})
+                        save(Cell.failed(cell_key(c), "the worker process died while computing this cell "
+                                                      "(a crash or the out-of-memory killer)"))
                     bar.update(len(lost[3]), f"{lost[1]} {lost[2]}: its worker died")
     finally:
         bar.close()
-    cells = [json.loads((cells_dir / f"{_cell_name(c)}.json").read_text()) for c in grid.cells()]
-    return GridResult(grid, cells, computed=len(todo))
+    cells = [load_cell(cells_dir / f"{_cell_name(c)}.json") for c in grid.cells()]
+    rankings = {}
+    for family in grid.families:
+        for design in grid.designs:
+            found = Rankings.load(cells_dir / _rankings_name(family, design.label))
+            if found is not None:
+                rankings[(family, design.label)] = found
+    return GridResult(grid, cells, computed=len(todo), rankings=rankings)
+
+
+def _rankings_name(family: str, design: str) -> str:
+    return f"rankings/{family}__{design}.json"  # beside the cells, not among them
 
 
 def _llc_series(grid: BenchGrid, names: list[str], jobs: int, cache: str | None, progress: bool | None) -> None:

@@ -29,7 +29,6 @@ Failed cells are skipped; a family with no successful cell gets no figures.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import textwrap
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from probekit.eval.cells import Cell, Point
 
 __all__ = ["result_from_json", "write_figures"]
 
@@ -62,21 +63,21 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _label(cell: dict) -> str:
-    return cell["design"] if cell["design"] != "scalar" else f"scalar:{cell['signal']['statistic']}"
+def _label(cell: Cell) -> str:
+    return cell.label
 
 
 def _num(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _lead(p: dict) -> float:
-    return _num(p["at_far_5pct"]["mean_lead_fraction"])
+def _lead(p: Point) -> float:
+    return _num(p.at_far_5pct.mean_lead_fraction)
 
 
-def _seed_range(p: dict) -> tuple[float, float]:
+def _seed_range(p: Point) -> tuple[float, float]:
     """Lowest and highest per-seed mean lead fraction at the pooled 5%-FAR threshold."""
-    fracs = [s["mean_lead_fraction"] for s in p.get("at_far_5pct_by_seed", [])]
+    fracs = [s.mean_lead_fraction for s in p.at_far_5pct_by_seed]
     return (min(fracs), max(fracs)) if fracs else (_lead(p), _lead(p))
 
 
@@ -87,23 +88,23 @@ def _title(ax: Any, text: str) -> None:
 def _convergence(family: str, designs: list, scalars: list, what: str, path: Path) -> Path:
     plt = _plt()
     fig, (lead_ax, fid_ax) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, constrained_layout=True)
-    prefix = sorted({p["size"] for c in designs for p in c["points"] if p["size"] > 0})
+    prefix = sorted({p.size for c in designs for p in c.points if p.size > 0})
     full_x = 4 * (prefix[-1] if prefix else 1)
     for cell in designs:
-        colour, marker, ms = _STYLE.get(cell["design"], (None, "D", 5))
-        pts = sorted(cell["points"], key=lambda p: full_x if p["size"] == 0 else p["size"])
-        xs = [full_x if p["size"] == 0 else p["size"] for p in pts]
+        colour, marker, ms = _STYLE.get(cell.design, (None, "D", 5))
+        pts = sorted(cell.points, key=lambda p: full_x if p.size == 0 else p.size)
+        xs = [full_x if p.size == 0 else p.size for p in pts]
         lo, hi = zip(*(_seed_range(p) for p in pts))  # the seed spread of the lead: a band
         lead_ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, lw=0, step=None)
-        for ax, ys in ((lead_ax, [_lead(p) for p in pts]), (fid_ax, [_num(p["fidelity"]) for p in pts])):
-            n = len(pts) - (pts[-1]["size"] == 0)  # the prefixes: solid; the step to the full pool: dotted
+        for ax, ys in ((lead_ax, [_lead(p) for p in pts]), (fid_ax, [_num(p.fidelity) for p in pts])):
+            n = len(pts) - (pts[-1].size == 0)  # the prefixes: solid; the step to the full pool: dotted
             line, = ax.plot(xs[:n], ys[:n], color=colour, marker=marker, ms=ms, lw=1.3,
                              label=_label(cell))
             if n < len(pts):
                 ax.plot(xs[max(n - 1, 0):], ys[max(n - 1, 0):], color=line.get_color(), lw=1.0, ls=":")
                 ax.plot(xs[-1:], ys[-1:], color=line.get_color(), marker=marker, ms=ms, ls="none")
     for k, cell in enumerate(scalars):
-        lead_ax.axhline(_lead(cell["points"][-1]), color=_SCALAR_COLOURS[k % len(_SCALAR_COLOURS)], ls="--",
+        lead_ax.axhline(_lead(cell.points[-1]), color=_SCALAR_COLOURS[k % len(_SCALAR_COLOURS)], ls="--",
                         lw=1.1, label=f"{_label(cell)} (full pool)")
     fid_ax.set_xscale("log", base=2)
     fid_ax.set_xticks(prefix + [full_x], [str(s) for s in prefix] + ["full"])
@@ -129,18 +130,18 @@ def _staircase(ax: Any, curve: dict, **kw: Any) -> None:
 def _lead_vs_far(family: str, designs: list, scalars: list, what: str, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(1, 1, figsize=(10, 5), constrained_layout=True)
-    full = next((p for c in designs for p in c["points"] if p["size"] == 0), None)
+    full = next((p for c in designs for p in c.points if p.size == 0), None)
     if full is not None:  # first and wide, so that a design on the same staircase shows on top of it
-        _staircase(ax, full["curve"], color="k", lw=3, alpha=0.45, label="full pool")
+        _staircase(ax, full.curve, color="k", lw=3, alpha=0.45, label="full pool")
     for cell in designs:
-        sized = [p for p in cell["points"] if p["size"] > 0]
+        sized = [p for p in cell.points if p.size > 0]
         if sized:
-            p = max(sized, key=lambda q: q["size"])
-            colour = _STYLE.get(cell["design"], (None,))[0]
-            _staircase(ax, p["curve"], color=colour, lw=1.4,
-                       label=f"{_label(cell)} {p['size']}")
+            p = max(sized, key=lambda q: q.size)
+            colour = _STYLE.get(cell.design, (None,))[0]
+            _staircase(ax, p.curve, color=colour, lw=1.4,
+                       label=f"{_label(cell)} {p.size}")
     for k, cell in enumerate(scalars):
-        _staircase(ax, cell["points"][-1]["curve"], color=_SCALAR_COLOURS[k % len(_SCALAR_COLOURS)], ls="--",
+        _staircase(ax, cell.points[-1].curve, color=_SCALAR_COLOURS[k % len(_SCALAR_COLOURS)], ls="--",
                    lw=1.1, label=_label(cell))
     ax.axvline(0.05, color="0.4", ls=":", lw=1, label="5% FAR")
     ax.set_xlim(-0.02, 1.02)
@@ -158,26 +159,25 @@ def _signals(result: Any, family: str, designs: list, cache_dir: Any, path: Path
     grid = result.grid
     traj = load_or_record(family, grid.preset, 0, cache_dir=cache_dir, progress=False)
     try:
-        return _draw_signals(grid, traj, family, designs, path)
+        return _draw_signals(result, traj, family, designs, path)
     finally:
         traj.close()  # release the memory-mapped losses
 
 
-def _draw_signals(grid: Any, traj: Any, family: str, designs: list, path: Path) -> Path:
-    from probekit.eval.bench import _ranking
+def _draw_signals(result: Any, traj: Any, family: str, designs: list, path: Path) -> Path:
     from probekit.eval.design_score import trajectory_signal
     from probekit.eval.signals import SignalSpec
 
-    best_cell, best = designs[0], designs[0]["points"][0]
+    best_cell, best = designs[0], designs[0].points[0]
     for cell in designs:  # strict '>': ties go to the first
-        for p in cell["points"]:
+        for p in cell.points:
             if _lead(p) > _lead(best):
                 best_cell, best = cell, p
     shown = [(best_cell, best)]
-    if best_cell["design"] != "random":
-        rand = [c for c in designs if c["design"] == "random" and c["signal"] == best_cell["signal"]
-                and c["rule"] == best_cell["rule"]]
-        point = next((p for c in rand for p in c["points"] if p["size"] == best["size"]), None)
+    if best_cell.design != "random":
+        rand = [c for c in designs if c.design == "random" and c.signal == best_cell.signal
+                and c.rule == best_cell.rule]
+        point = next((p for c in rand for p in c.points if p.size == best.size), None)
         if point is not None:
             shown.insert(0, (rand[0], point))
 
@@ -196,23 +196,22 @@ def _draw_signals(grid: Any, traj: Any, family: str, designs: list, path: Path) 
 
     from probekit.eval.bench import RuleSpec
 
-    rule = RuleSpec.from_dict(best_cell["rule"]).make()
-    n_rank = max(grid.sizes)
+    rule = RuleSpec.from_dict(best_cell.rule).make()
     alarm_label, positive = "alarms at the 5%-FAR threshold", False
     for cell, p in shown:
-        spec = SignalSpec(**cell["signal"])
-        size = p["size"]
-        probes = np.arange(traj.losses.shape[1]) if size == 0 else _ranking(cell["design"], traj, n_rank)[:size]
+        spec = SignalSpec(**cell.signal)
+        size = p.size
+        probes = np.arange(traj.losses.shape[1]) if size == 0 else _probes(result, family, traj, cell.design)[:size]
         signal, sig_steps = trajectory_signal(traj, probes, spec)
         shown_signal = np.where(signal > 0, signal, np.nan)  # log axis
         positive = positive or bool(np.isfinite(shown_signal).any())
         tag = "full" if size == 0 else str(size)
         best_tag = " (best)" if cell is best_cell and p is best else ""
-        colour = _STYLE.get(cell["design"], (None,))[0]
+        colour = _STYLE.get(cell.design, (None,))[0]
         axes[2].plot(sig_steps, shown_signal, color=colour, lw=1.2,
-                     label=f"{cell['design']} {tag} [{spec.label}, {RuleSpec.from_dict(cell['rule']).label}]"
+                     label=f"{cell.design} {tag} [{spec.label}, {RuleSpec.from_dict(cell.rule).label}]"
                            f"{best_tag}: lead {_lead(p):.0%} at 5% FAR")
-        h = _num(p["at_far_5pct"]["threshold"])
+        h = _num(p.at_far_5pct.threshold)
         if math.isfinite(h):
             alarms = rule.with_score_threshold(h).alarms(signal)
             axes[2].plot(sig_steps[alarms], shown_signal[alarms], ls="none", marker="|", ms=14, mew=1.6,
@@ -223,11 +222,11 @@ def _draw_signals(grid: Any, traj: Any, family: str, designs: list, path: Path) 
     axes[0].set_ylabel("order parameter")
     axes[0].legend(loc="best", fontsize=8)
     axes[1].set_ylabel("mean pool loss")
-    axes[2].set_ylabel(SignalSpec(**best_cell["signal"]).label)
+    axes[2].set_ylabel(SignalSpec(**best_cell.signal).label)
     axes[2].legend(loc="best", fontsize=8)
     axes[2].set_xlabel("training step (dotted: onsets)")
     _title(axes[0], f"{family}, seed 0: order parameters, mean loss, and the signal of the random and the best "
-                    f"design with the alarms of `{RuleSpec.from_dict(best_cell['rule']).label}` at their "
+                    f"design with the alarms of `{RuleSpec.from_dict(best_cell.rule).label}` at their "
                     "5%-FAR thresholds")
     return _save(fig, path)
 
@@ -241,12 +240,12 @@ def write_figures(result: Any, out_dir: str | os.PathLike, *, cache_dir: str | o
     what = f"{grid.signals[0].label}, rule {grid.rules[0].label}"
     written = []
     for family in grid.families:
-        cells = [c for c in result.cells if c["family"] == family and not c.get("error") and c.get("points")]
+        cells = [c for c in result.cells if c.family == family and c.ok]
         if not cells:
             continue
-        designs = [c for c in cells if c["design"] not in ("scalar", "peer")]
-        primary = [c for c in designs if c["signal"] == primary_signal and c["rule"] == primary_rule]
-        scalars = [c for c in cells if c["design"] == "scalar" and c["rule"] == primary_rule]
+        designs = [c for c in cells if c.kind == "design"]
+        primary = [c for c in designs if c.signal == primary_signal and c.rule == primary_rule]
+        scalars = [c for c in cells if c.kind == "scalar" and c.rule == primary_rule]
         written.append(_convergence(family, primary, scalars, what, out / f"convergence-{family}.png"))
         written.append(_lead_vs_far(family, primary, scalars, what, out / f"lead-vs-far-{family}.png"))
         if designs:  # the best design over every signal and rule, beside random probes
@@ -257,13 +256,19 @@ def write_figures(result: Any, out_dir: str | os.PathLike, *, cache_dir: str | o
     return sorted(written)
 
 
+def _probes(result: Any, family: str, traj: Any, design: str) -> list[str]:
+    """A design's probe ids on this run, as the grid selected them: the rankings stored with its
+    cells (selected again only for results written before rankings were stored)."""
+    ids = result.ranking(family, design, traj.name, traj.seed)
+    if ids is None:
+        from probekit.eval.runner import get_reference_run
+
+        ids = result.grid.design(design).ranking(get_reference_run(traj.name), traj, max(result.grid.sizes))
+    return ids
+
+
 def result_from_json(path: str | os.PathLike) -> Any:
     """A ``GridResult`` read back from a benchmark's ``results.json`` (to redraw its figures)."""
-    from probekit.eval.bench import BenchGrid, GridResult, RuleSpec
-    from probekit.eval.signals import SignalSpec
+    from probekit.eval.cells import read_results
 
-    data = json.loads(Path(path).read_text())
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data["grid"].items()}
-    fields["signals"] = tuple(SignalSpec(**s) for s in data["grid"]["signals"])
-    fields["rules"] = tuple(RuleSpec(r["name"], tuple(tuple(kv) for kv in r["params"])) for r in data["grid"]["rules"])
-    return GridResult(BenchGrid(**fields), list(data["cells"]))
+    return read_results(path)

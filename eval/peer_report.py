@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from probekit.eval.cells import Cell, Point
+
 __all__ = ["peer_figures", "peer_rows", "render_peers"]
 
 _SCALAR_NAMES = {"mean_drop": "mean loss (drop)", "mean_var": "rolling variance", "mean_ar1": "lag-1 autocorrelation",
@@ -22,26 +24,26 @@ _SCALAR_NAMES = {"mean_drop": "mean loss (drop)", "mean_var": "rolling variance"
 _PEER_NAMES = {"llc": "LLC", "llc_dev": "LLC change"}
 
 
-def _frac(p: dict) -> float:
-    return float(p["at_far_5pct"]["mean_lead_fraction"])
+def _frac(p: Point) -> float:
+    return p.lead_fraction
 
 
-def _config(cell: dict, p: dict) -> str:
+def _config(cell: Cell, p: Point) -> str:
     from probekit.eval.bench import RuleSpec
 
-    s = cell["signal"]
-    rule = RuleSpec.from_dict(cell.get("checkpoint_rule") or cell["rule"]).label
-    if cell["design"] == "peer":
+    s = cell.signal
+    rule = RuleSpec.from_dict((cell.peer or {}).get("checkpoint_rule") or cell.rule).label
+    if cell.kind == "peer":
         return f"every {s['stride']} records, `{rule}`"
-    if cell["design"] == "scalar":
+    if cell.kind == "scalar":
         return f"W={s['window']}, `{rule}`"
     extra = "" if s["detrend"] == "none" else f", {s['detrend']}"
     stride = "" if s["stride"] == 1 else f", stride {s['stride']}"
-    size = "full pool" if p["size"] == 0 else f"{p['size']} probes"
-    return f"{cell['design']} {size}, {s['statistic']} W={s['window']}{stride}{extra}, `{rule}`"
+    size = "full pool" if p.size == 0 else f"{p.size} probes"
+    return f"{cell.design} {size}, {s['statistic']} W={s['window']}{stride}{extra}, `{rule}`"
 
 
-def _best(candidates: list[tuple[dict, dict]]) -> tuple[dict, dict] | None:
+def _best(candidates: list[tuple[Cell, Point]]) -> tuple[Cell, Point] | None:
     best = None
     for cell, p in candidates:  # strict '>': ties go to the first in grid order
         if best is None or _frac(p) > _frac(best[1]):
@@ -49,8 +51,8 @@ def _best(candidates: list[tuple[dict, dict]]) -> tuple[dict, dict] | None:
     return best
 
 
-def _costs(cells: list[dict]) -> dict:
-    return next((c["costs"] for c in cells if c.get("costs")), {})
+def _costs(cells: list[Cell]) -> dict:
+    return next((c.peer["costs"] for c in cells if c.peer and c.peer.get("costs")), {})
 
 
 def _probe_cost(costs: dict, size: int) -> dict | None:
@@ -62,9 +64,9 @@ def _probe_cost(costs: dict, size: int) -> dict | None:
     return costs.get(f"probes:{size}")
 
 
-def peer_rows(cells: list[dict], family: str) -> list[dict]:
+def peer_rows(cells: list[Cell], family: str) -> list[dict]:
     """The comparison rows of one family: name, the chosen cell and point, and its cost per record."""
-    ok = [c for c in cells if c["family"] == family and not c.get("error") and c.get("points")]
+    ok = [c for c in cells if c.family == family and c.ok]
     costs = _costs(ok)
     pool = max((int(k.split(":")[1]) for k in costs if k.startswith("probes:")), default=None)
     rows = []
@@ -74,61 +76,61 @@ def peer_rows(cells: list[dict], family: str) -> list[dict]:
         if best is not None:
             rows.append({"name": name, "cell": best[0], "point": best[1], "cost": cost, "cost_note": cost_note})
 
-    designs = [(c, p) for c in ok if c["design"] not in ("scalar", "peer") for p in c["points"]]
+    designs = [(c, p) for c in ok if c.kind == "design" for p in c.points]
     best = _best(designs)
     if best is not None:
         rows.append({"name": "2RDM, best design", "cell": best[0], "point": best[1],
-                     "cost": _probe_cost(costs, best[1]["size"]), "cost_note": ""})
+                     "cost": _probe_cost(costs, best[1].size), "cost_note": ""})
     lofo = _leave_one_out(cells, family)
     if lofo is not None:
         rows.append({"name": "2RDM, chosen on the other families", "cell": lofo[0], "point": lofo[1],
-                     "cost": _probe_cost(costs, lofo[1]["size"]), "cost_note": ""})
-    rand = [(c, p) for c, p in designs if c["design"] == "random"]
+                     "cost": _probe_cost(costs, lofo[1].size), "cost_note": ""})
+    rand = [(c, p) for c, p in designs if c.design == "random"]
     best_r = _best(rand)
     if best_r is not None:
         rows.append({"name": "2RDM, random probes", "cell": best_r[0], "point": best_r[1],
-                     "cost": _probe_cost(costs, best_r[1]["size"]), "cost_note": ""})
+                     "cost": _probe_cost(costs, best_r[1].size), "cost_note": ""})
     for stat, name in _SCALAR_NAMES.items():
-        cand = [(c, p) for c in ok if c["design"] == "scalar" and c["signal"]["statistic"] == stat for p in c["points"]]
+        cand = [(c, p) for c in ok if c.kind == "scalar" and c.statistic == stat for p in c.points]
         if stat == "grad_norm":
             add(name, cand, costs.get("grad_norm"), "the training step's own gradient")
         else:
             add(name, cand, _probe_cost(costs, 0), f"on the full pool ({pool}); on n probes it shares the 2RDM's pass")
     for stat, name in _PEER_NAMES.items():
-        cand = [(c, p) for c in ok if c["design"] == "peer" and c["signal"]["statistic"] == stat for p in c["points"]]
+        cand = [(c, p) for c in ok if c.kind == "peer" and c.statistic == stat for p in c.points]
         add(name, cand, costs.get("llc"))
     return rows
 
 
-def _leave_one_out(cells: list[dict], family: str) -> tuple[dict, dict] | None:
+def _leave_one_out(cells: list[Cell], family: str) -> tuple[Cell, Point] | None:
     """The 2RDM configuration (signal, rule, design, size) with the best mean area under the lead curve
     on the other families, and its point on this one: the honest pick (the report's LOFO line)."""
     import json
 
-    table: dict[str, dict[str, tuple[dict, dict]]] = {}
+    table: dict[str, dict[str, tuple[Cell, Point]]] = {}
     families = set()
     for c in cells:
-        if c["design"] in ("scalar", "peer") or c.get("error"):
+        if c.kind != "design" or c.error:
             continue
-        families.add(c["family"])
-        for p in c["points"]:
-            key = json.dumps([c["signal"], c["rule"], c["design"], p["size"]], sort_keys=True)
-            table.setdefault(key, {})[c["family"]] = (c, p)
+        families.add(c.family)
+        for p in c.points:
+            key = json.dumps([c.signal, c.rule, c.design, p.size], sort_keys=True)
+            table.setdefault(key, {})[c.family] = (c, p)
     others = sorted(families - {family})
     complete = {k: v for k, v in table.items() if family in v and all(f in v for f in others)}
     if not complete or not others:
         return None
-    chosen = max(complete, key=lambda k: sum(complete[k][f][1]["auc"] for f in others) / len(others))
+    chosen = max(complete, key=lambda k: sum(complete[k][f][1].auc for f in others) / len(others))
     return complete[chosen][family]
 
 
-def _lead_text(p: dict) -> str:
-    a = p["at_far_5pct"]
-    if not a["detection"]:
+def _lead_text(p: Point) -> str:
+    a = p.at_far_5pct
+    if not a.detection:
         return "no warning"
-    leads = [s["median_lead"] for s in p.get("at_far_5pct_by_seed", []) if s["median_lead"] is not None]
+    leads = p.seed_median_leads
     spread = f", seeds {min(leads):.0f}-{max(leads):.0f}" if len(leads) > 1 else ""
-    return f"{a['median_lead']:.0f} ({a['detection']:.0%}{spread})"
+    return f"{a.median_lead:.0f} ({a.detection:.0%}{spread})"
 
 
 def _passes_text(row: dict) -> str:
@@ -136,9 +138,9 @@ def _passes_text(row: dict) -> str:
     cell = row["cell"]
     if row["name"] == "gradient norm":
         return "0 (the training step's)"
-    if cell["design"] != "peer":
+    if cell.kind != "peer":
         return "1 fwd"
-    s, k = cell["llc"], cell["signal"]["stride"]
+    s, k = cell.peer["llc"], cell.signal["stride"]
     fwd = s["num_chains"] * s["num_init_loss_batches"] / k
     fb = s["num_chains"] * (s["num_draws"] + s["num_burnin_steps"]) / k
     return f"{fwd:.1f} fwd + {fb:.1f} fwd+bwd, batch {s['batch_size']}"
@@ -156,12 +158,12 @@ def _cost_text(cost: dict | None) -> tuple[str, str]:
 def render_peers(result: Any) -> list[str]:
     """The report's peer section (empty without peer cells)."""
     cells = result.cells
-    peer = [c for c in cells if c["design"] == "peer"]
+    peer = [c for c in cells if c.kind == "peer"]
     if not peer:
         return []
     settings = {}
     for c in peer:
-        settings.setdefault(c["family"], c["llc"])
+        settings.setdefault(c.family, (c.peer or {}).get("llc", {}))
     lines = ["", "## Peers: the 2RDM beside the classical indicators and the LLC", "",
              "Per family, each signal at its own best configuration at a 5% false-alarm rate (named). A best-of is "
              "optimistic, the more so the more configurations it picks from (the 2RDM's best design picks from "
@@ -208,8 +210,8 @@ def render_peers(result: Any) -> list[str]:
 
 
 def _median_lead(r: dict) -> str:
-    a = r["point"]["at_far_5pct"]
-    return "no warning" if not a["detection"] else f"median lead {a['median_lead']:.0f} records at {a['detection']:.0%}"
+    a = r["point"].at_far_5pct
+    return "no warning" if not a.detection else f"median lead {a.median_lead:.0f} records at {a.detection:.0%}"
 
 
 def _cost_ratio(r: dict, ref: dict) -> str:
@@ -236,12 +238,12 @@ def _verdict(fam: str, rows: list[dict]) -> str:
     if b > a:
         text = (f"- **{fam}**: a peer wins: {best_peer['name']}, mean lead fraction {b:.0%} ({_median_lead(best_peer)}) "
                 f"against the 2RDM's best {a:.0%} ({_median_lead(rdm)})"
-                + (_cost_ratio(best_peer, rdm) if best_peer["cell"]["design"] == "peer" else
+                + (_cost_ratio(best_peer, rdm) if best_peer["cell"].kind == "peer" else
                    ", on the full pool (on the 2RDM's probes it shares their forward pass)") + ".")
     elif round(b, 2) == round(a, 2):
         text = (f"- **{fam}**: a tie: the 2RDM's best and {best_peer['name']} both reach a mean lead fraction of "
                 f"{a:.0%} ({_median_lead(rdm)} against {_median_lead(best_peer)}"
-                + (_cost_ratio(best_peer, rdm) if best_peer["cell"]["design"] == "peer" else "") + ").")
+                + (_cost_ratio(best_peer, rdm) if best_peer["cell"].kind == "peer" else "") + ").")
     else:
         text = (f"- **{fam}**: the 2RDM warns earliest: mean lead fraction {a:.0%} ({_median_lead(rdm)}); the best peer, "
                 f"{best_peer['name']}: {b:.0%}.")
@@ -256,7 +258,7 @@ def peer_figures(result: Any, out_dir: str | os.PathLike) -> list[Path]:
     from probekit.eval.bench_figures import _plt, _save, _title
 
     written = []
-    if not any(c["design"] == "peer" for c in result.cells):
+    if not any(c.kind == "peer" for c in result.cells):
         return written
     for fam in result.grid.families:
         rows = peer_rows(result.cells, fam)
@@ -264,15 +266,15 @@ def peer_figures(result: Any, out_dir: str | os.PathLike) -> list[Path]:
             continue
         plt = _plt()
         fig, ax = plt.subplots(1, 1, figsize=(10, 0.55 * len(rows) + 1.8), constrained_layout=True)
-        seeds = sorted({e["seed"] for r in rows for e in r["point"].get("episodes", [])})
+        seeds = sorted({e["seed"] for r in rows for e in r["point"].episodes})
         colours = {s: f"C{i % 10}" for i, s in enumerate(seeds)}
-        leads_all = [v for r in rows for v in r["point"]["at_far_5pct"]["leads"] if v is not None]
+        leads_all = [v for r in rows for v in r["point"].at_far_5pct.leads if v is not None]
         span = max(leads_all, default=1.0)
         miss_x = -0.08 * max(span, 1.0)
         labels = []
         for y, r in enumerate(rows):
-            eps = r["point"].get("episodes", [])
-            leads = r["point"]["at_far_5pct"]["leads"]
+            eps = r["point"].episodes
+            leads = r["point"].at_far_5pct.leads
             for i, (e, lead) in enumerate(zip(eps, leads)):
                 jitter = (i % 5 - 2) * 0.06
                 if lead is None:

@@ -1,6 +1,6 @@
 """Run many reference runs (families x seeds) and check them against the suite's rules.
 
-The rules every ``default`` reference run must meet (issue 4, and FINDINGS.md:
+The rules every ``default`` reference run must meet (issue 4, and docs/findings.md:
 "every reference run needs a quiet plateau of at least ~3 windows before
 onset and a matching control run, or its false-alarm figures are empty"):
 

@@ -2,7 +2,7 @@
 
 A selector turns a candidate pool into a ranked probe set:
 ``select(pool, n, seed) -> ProbeSet``. The contract, shared by every strategy
-(DESIGN.md §3, STYLE.md) and checked by ``probekit.testing``:
+(docs/design.md §3, docs/style.md) and checked by ``probekit.testing``:
 
 - the constructor only stores its keyword arguments (scikit-learn style), so
   ``get_params`` / ``set_params`` and construction behave the same; parameters
@@ -88,6 +88,10 @@ class Selector(ParamsMixin, ABC):
     stochastic: ClassVar[bool] = True
     #: Constructor parameter -> constraint (see probekit.params).
     _constraints: ClassVar[dict[str, Any]] = {}
+    #: Groups of parameters that are alternatives (at most one of a group is set): where the
+    #: selector's inputs come from. The benchmark fills a design's parameters from what a family
+    #: offers (``ReferenceRun.design_fields``) and sets only the first of a group it offers.
+    alternatives: ClassVar[tuple[tuple[str, ...], ...]] = (("embedder", "text_field", "embedding_field"),)
 
     # -- hooks for strategies -------------------------------------------------------
     @abstractmethod

@@ -168,6 +168,8 @@ class GradientSelector(Selector):
     """Probes spread over per-sample loss-gradient sketches (k-center greedy or k-means++)."""
 
     name: ClassVar[str] = "gradient"
+    # the model's inputs: a column of them, or an embedding of the examples
+    alternatives: ClassVar[tuple[tuple[str, ...], ...]] = (("input_field", "text_field", "embedding_field"),)
     stochastic: ClassVar[bool] = True
     _constraints: ClassVar[dict[str, Any]] = {
         "model": AnyOf(None, torch.nn.Module),

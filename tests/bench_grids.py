@@ -7,7 +7,7 @@ from probekit.eval.signals import SignalSpec
 TINY = BenchGrid(
     families=("deep-linear", "late-bias"),
     seeds=(0, 1),
-    strategies=("random", "cluster"),
+    designs=("random", "cluster"),
     sizes=(8,),
     signals=(SignalSpec("shc", window=16),),
     scalar_baselines=("mean_drop",),

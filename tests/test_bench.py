@@ -7,7 +7,7 @@ import re
 import pytest
 
 from probekit.cli import main
-from probekit.eval.bench import BenchGrid, run_grid
+from probekit.eval.bench import BenchGrid, Design, run_grid
 from probekit.eval.report import write_report
 from probekit.eval.signals import SignalSpec
 
@@ -22,17 +22,17 @@ def cache(tmp_path_factory):
 
 def test_tiny_grid_end_to_end_and_identical_on_rerun(tmp_path, cache, one_torch_thread):
     first = run_grid(TINY, tmp_path / "a", cache_dir=cache, progress=False)
-    assert first.computed == 6 and not any(c["error"] for c in first.cells)
-    assert [(c["family"], c["design"]) for c in first.cells] == [
+    assert first.computed == 6 and not any(c.error for c in first.cells)
+    assert [(c.family, c.design) for c in first.cells] == [
         ("deep-linear", "random"), ("deep-linear", "cluster"), ("deep-linear", "scalar"),
         ("late-bias", "random"), ("late-bias", "cluster"), ("late-bias", "scalar"),
     ]
-    sizes = [[p["size"] for p in c["points"]] for c in first.cells]
+    sizes = [[p.size for p in c.points] for c in first.cells]
     assert sizes == [[8, 0], [8, 0], [0]] * 2  # each prefix, then the full pool; scalars on the full pool
     for c in first.cells:
-        expected = 3 * 2 if c["family"] == "deep-linear" else 1 * 2  # small deep-linear: 3 modes; 2 seeds
-        assert all(p["fixed_threshold"]["episodes"] == expected for p in c["points"])
-        assert all(len(p["at_far_5pct"]["leads"]) == expected for p in c["points"])
+        expected = 3 * 2 if c.family == "deep-linear" else 1 * 2  # small deep-linear: 3 modes; 2 seeds
+        assert all(p.fixed_threshold["episodes"] == expected for p in c.points)
+        assert all(len(p.at_far_5pct.leads) == expected for p in c.points)
     json_a, md = write_report(first, tmp_path / "a", "probekit bench (test)")
     report = md.read_text()
     assert "| random | 8 |" in report and "| scalar:mean_drop | full |" in report
@@ -54,12 +54,13 @@ def test_resume_computes_only_missing_cells(tmp_path, cache, one_torch_thread):
 
 
 def test_a_failing_cell_is_recorded_not_fatal(tmp_path, cache, one_torch_thread):
-    grid = BenchGrid(families=("deep-linear",), seeds=(0,), strategies=("random", "nonsense"), sizes=(8,),
+    broken = Design("cluster", (("embedding_field", "no_such_column"),), name="broken")
+    grid = BenchGrid(families=("deep-linear",), seeds=(0,), designs=("random", broken), sizes=(8,),
                      signals=(SignalSpec("shc", window=16),), scalar_baselines=())
     result = run_grid(grid, tmp_path, cache_dir=cache, progress=False)
-    errors = {c["design"]: c["error"] for c in result.cells}
+    errors = {c.design: c.error for c in result.cells}
     assert errors["random"] is None
-    assert errors["nonsense"] == "ValueError: unknown design 'nonsense'; the grid knows random, cluster, gradient and scalar"
+    assert errors["broken"].startswith("ProbekitUsageError: The 'embedding_field' parameter of ClusterSelector")
     _, md = write_report(result, tmp_path, "x")
     assert "## Failed cells" in md.read_text()
 
@@ -92,28 +93,28 @@ def test_cli_bench_usage_errors(argv, message, capsys, tmp_path):
 
 
 def test_signal_and_rule_axes(tmp_path, cache, one_torch_thread, monkeypatch):
-    from probekit.eval import bench
     from probekit.eval.bench import RuleSpec
 
-    grid = BenchGrid(families=("late-bias",), seeds=(0, 1), strategies=("random",), sizes=(8,),
+    grid = BenchGrid(families=("late-bias",), seeds=(0, 1), designs=("random",), sizes=(8,),
                      signals=(SignalSpec("shc", window=16), SignalSpec("shc", window=8, stride=2)),
                      rules=(RuleSpec(), RuleSpec("zscore", (("transform", "log"),))), scalar_baselines=("mean_drop",))
     ranked = []
-    real = bench._ranking
-    monkeypatch.setattr(bench, "_ranking", lambda s, t, n: ranked.append((s, t.name, t.seed)) or real(s, t, n))
+    real = Design.ranking
+    monkeypatch.setattr(Design, "ranking",
+                        lambda d, run, t, n: ranked.append((d.label, t.name, t.seed)) or real(d, run, t, n))
     result = run_grid(grid, tmp_path, cache_dir=cache, progress=False)
     # one job per (family, design): each trajectory ranked once for all signals and rules
     assert sorted(ranked) == sorted(("random", n, s) for n in ("late-bias", "late-bias-null") for s in (0, 1))
-    assert [(c["design"], c["signal"]["window"], c["signal"]["stride"], c["rule"]["name"]) for c in result.cells] == [
+    assert [(c.design, c.signal["window"], c.signal["stride"], c.rule["name"]) for c in result.cells] == [
         ("random", 16, 1, "running-min"), ("random", 16, 1, "zscore"),
         ("random", 8, 2, "running-min"), ("random", 8, 2, "zscore"),
         ("scalar", 16, 1, "running-min"), ("scalar", 16, 1, "zscore")]
-    assert not any(c["error"] for c in result.cells)
-    assert len({json.dumps(c["points"], sort_keys=True) for c in result.cells}) == 6  # every axis changes the score
+    assert not any(c.error for c in result.cells)
+    assert len({json.dumps(c.to_json()["points"], sort_keys=True) for c in result.cells}) == 6  # every axis changes the score
     files = sorted(p.name for p in (tmp_path / "cells" / grid.key()).glob("*.json"))
     assert "late-bias__random__shc-W8-k2-none__zscore-transformlog.json" in files and len(files) == 6
     for c in result.cells:  # the seed spread: one entry per seed at every point
-        assert all(len(p["at_far_5pct_by_seed"]) == 2 for p in c["points"])
+        assert all(len(p.at_far_5pct_by_seed) == 2 for p in c.points)
     _, md = write_report(result, tmp_path, "probekit bench (test)")
     report = md.read_text()
     assert "## Probe designs: shc W=16, rule `running-min`" in report
@@ -134,13 +135,13 @@ def test_a_worker_that_dies_fails_only_its_own_cells(tmp_path, cache, one_torch_
     from probekit.eval import bench
 
     monkeypatch.setattr(bench, "_score_job", score_job_or_crash)  # workers import it by module name
-    grid = BenchGrid(families=("deep-linear",), seeds=(0,), strategies=("random", "cluster"), sizes=(8,),
+    grid = BenchGrid(families=("deep-linear",), seeds=(0,), designs=("random", "cluster"), sizes=(8,),
                      signals=(SignalSpec("shc", window=16),), scalar_baselines=("mean_drop",))
     result = run_grid(grid, tmp_path, jobs=2, cache_dir=cache, progress=False)
-    errors = {c["design"]: c["error"] for c in result.cells}
+    errors = {c.design: c.error for c in result.cells}
     assert errors["random"] is None and errors["scalar"] is None  # lost with the broken pool, then rerun alone
     assert errors["cluster"] == ("the worker process died while computing this cell (a crash or the "
                                  "out-of-memory killer)")
     monkeypatch.undo()
     again = run_grid(grid, tmp_path, jobs=1, cache_dir=cache, progress=False)  # a rerun retries the failed cell
-    assert again.computed == 1 and all(c["error"] is None for c in again.cells)
+    assert again.computed == 1 and all(c.error is None for c in again.cells)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -32,8 +33,14 @@ def _assert_pngs(paths, names):
         assert p.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_every_figure_is_written(tiny, tmp_path, cache):
-    assert not any(c["error"] for c in tiny.cells)
+def test_every_figure_is_written(tiny, tmp_path, cache, monkeypatch):
+    assert not any(c.error for c in tiny.cells)
+    from probekit.eval.designs import Design
+
+    def no_selection(*args, **kwargs):
+        raise AssertionError("the figures must read the rankings stored with the cells, not select again")
+
+    monkeypatch.setattr(Design, "ranking", no_selection)
     paths = write_figures(tiny, tmp_path, cache_dir=cache)
     _assert_pngs(paths, NAMES)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == NAMES
@@ -43,7 +50,9 @@ def test_a_result_reads_back_from_results_json(tiny, tmp_path):
     json_path, _ = write_report(tiny, tmp_path, "probekit bench (test)")
     again = result_from_json(json_path)  # what write_figures needs to redraw a finished benchmark
     assert again.grid == TINY and again.grid.key() == TINY.key() and len(again.cells) == len(tiny.cells)
+    assert again.rankings == tiny.rankings and len(tiny.rankings) == 4  # 2 families x 2 designs
     for got, cell in zip(again.cells, tiny.cells):  # every number as computed, but the curves to 1e-4
+        got, cell = got.to_json(), cell.to_json()
         curves = [(q.pop("curve"), p.pop("curve")) for q, p in zip(got["points"], copy.deepcopy(cell)["points"])]
         assert got == {**cell, "points": [{k: v for k, v in p.items() if k != "curve"} for p in cell["points"]]}
         for q, p in curves:
@@ -51,22 +60,31 @@ def test_a_result_reads_back_from_results_json(tiny, tmp_path):
                 assert q[key] == pytest.approx(p[key], abs=5e-5)
 
 
+def _with_lead(cell, fraction):
+    first = cell.points[0]
+    at = dataclasses.replace(first.at_far_5pct, mean_lead_fraction=fraction)
+    return dataclasses.replace(cell, points=(dataclasses.replace(first, at_far_5pct=at), *cell.points[1:]))
+
+
 def test_a_failed_cell_is_skipped(tiny, tmp_path, cache, monkeypatch):
-    cells = copy.deepcopy(tiny.cells)
-    failed = next(c for c in cells if c["family"] == "late-bias" and c["design"] == "random")
-    failed.update(points=[], error="RuntimeError: boom")
-    cluster = next(c for c in cells if c["family"] == "deep-linear" and c["design"] == "cluster")
-    cluster["points"][0]["at_far_5pct"]["mean_lead_fraction"] = 2.0  # the best design: drawn with random
+    cells = []
+    for c in tiny.cells:
+        if (c.family, c.design) == ("late-bias", "random"):
+            c = dataclasses.replace(c, points=(), error="RuntimeError: boom")
+        elif (c.family, c.design) == ("deep-linear", "cluster"):
+            c = _with_lead(c, 2.0)  # the best design: drawn with random
+        cells.append(c)
     drawn = []
     real = design_score.trajectory_signal
     monkeypatch.setattr(design_score, "trajectory_signal",
                         lambda traj, probes, spec: drawn.append((traj.name, len(probes))) or real(traj, probes, spec))
-    paths = write_figures(GridResult(TINY, cells), tmp_path, cache_dir=cache)
+    paths = write_figures(GridResult(TINY, cells, rankings=tiny.rankings), tmp_path, cache_dir=cache)
     _assert_pngs(paths, NAMES)
     assert drawn == [("deep-linear", 8), ("deep-linear", 8), ("late-bias", 8)]  # random + best; best only
 
 
 def test_a_family_with_only_failed_cells_gets_no_figures(tiny, tmp_path, cache):
-    cells = [dict(c, points=[], error="RuntimeError: boom") if c["family"] == "late-bias" else c for c in tiny.cells]
+    cells = [dataclasses.replace(c, points=(), error="RuntimeError: boom") if c.family == "late-bias" else c
+             for c in tiny.cells]
     paths = write_figures(GridResult(TINY, cells), tmp_path, cache_dir=cache)
     _assert_pngs(paths, [n for n in NAMES if "late-bias" not in n])

@@ -69,16 +69,16 @@ def test_peer_bench_end_to_end(tmp_path, monkeypatch):
     from probekit.eval.bench_figures import write_figures
     from probekit.eval.report import write_report
 
-    grid = BenchGrid(families=("deep-linear",), seeds=(0, 1), strategies=("random",), sizes=(8,),
+    grid = BenchGrid(families=("deep-linear",), seeds=(0, 1), designs=("random",), sizes=(8,),
                      scalar_baselines=("mean_drop", "mean_var"), peers=("llc", "llc_dev"))
     result = run_grid(grid, tmp_path / "out", jobs=2, cache_dir=tmp_path / "cache")
-    peer = [c for c in result.cells if c["design"] == "peer"]
-    assert len(peer) == 2 and not any(c["error"] for c in result.cells)
+    peer = [c for c in result.cells if c.design == "peer"]
+    assert len(peer) == 2 and not any(c.error for c in result.cells)
     for c in peer:
-        point = c["points"][0]
-        assert point["episodes"] and {e["seed"] for e in point["episodes"]} == {0, 1}
-        assert c["costs"]["llc"]["forward_backward_examples"] == 4 * 100 * 32 / 12
-        assert c["costs"]["probes:8"]["forward_examples"] == 8
+        point = c.points[0]
+        assert point.episodes and {e["seed"] for e in point.episodes} == {0, 1}
+        assert c.peer["costs"]["llc"]["forward_backward_examples"] == 4 * 100 * 32 / 12
+        assert c.peer["costs"]["probes:8"]["forward_examples"] == 8
     series = list((tmp_path / "cache").glob("*/*.peers/llc-*.json"))
     assert len(series) == 4  # deep-linear and its null, two seeds
     llc = json.loads(series[0].read_text())["series"]
@@ -98,5 +98,5 @@ def test_peer_bench_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr("probekit.eval.llc.estimate_llc", no_sampling)
     again = run_grid(grid, tmp_path / "out", jobs=1, cache_dir=tmp_path / "cache")
     assert again.computed == 2
-    for a, b in zip([c for c in again.cells if c["design"] == "peer"], peer):
-        assert a["error"] is None and a["points"] == b["points"]
+    for a, b in zip([c for c in again.cells if c.design == "peer"], peer):
+        assert a.error is None and a.points == b.points

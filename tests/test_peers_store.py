@@ -103,6 +103,58 @@ def test_checkpoint_strides_per_preset():
         checkpoint_every("grokking", "tiny")
 
 
+# The built-in families' LLC settings, as calibrated (benchmarks/calibrate_llc.py, docs/bench/llc_calibration.md).
+BUILTIN_STRIDES = {"deep-linear": (48, 12), "grokking": (16, 5), "induction-heads": (8, 4), "late-bias": (16, 10),
+                   "misalignment": (16, 8), "rare-drift": (28, 6)}  # (default, small)
+CALIBRATION_FAILED = {"misalignment", "rare-drift"}  # no step size passed: the fallback is the sweep's largest
+
+
+def test_llc_settings_come_from_the_registered_family():
+    from types import SimpleNamespace
+
+    from probekit.eval.peers import family_of, peer_cells, settings_for
+    from probekit.registry import TRANSITIONS
+
+    for name in TRANSITIONS.names():  # a null control is scored with its family's settings
+        family = family_of(name)
+        if family in BUILTIN_STRIDES:
+            assert (checkpoint_every(name, "default"), checkpoint_every(name, "small")) == BUILTIN_STRIDES[family]
+            assert settings_for(name).lr == 1e-2
+    grid = SimpleNamespace(families=tuple(BUILTIN_STRIDES), peers=("llc",), rules=(RuleSpec("running-min"),),
+                           preset="small")
+    calibrated = {c["family"]: c["llc"]["calibrated"] for c in peer_cells(grid)}
+    assert calibrated == {f: f not in CALIBRATION_FAILED for f in BUILTIN_STRIDES}
+
+
+def test_a_registered_family_declares_its_own_llc_settings():
+    from probekit.eval.deep_linear import DeepLinear
+    from probekit.eval.peers import base_settings, settings_for
+    from probekit.registry import TRANSITIONS
+
+    class Declared(DeepLinear):
+        name = "declared"
+        llc_checkpoint_every = {"small": 3}
+        llc_lr = 5e-3
+
+    class Undeclared(DeepLinear):
+        name = "undeclared"
+        llc_checkpoint_every = {}
+        llc_lr = None
+
+    TRANSITIONS.register("declared", Declared)
+    TRANSITIONS.register("undeclared", Undeclared)
+    try:
+        assert checkpoint_every("declared", "small") == 3 and settings_for("declared").lr == 5e-3
+        with pytest.raises(ProbekitUsageError, match=r"under preset 'default'; the peers run on presets small\.$"):
+            checkpoint_every("declared", "default")
+        assert settings_for("undeclared") == base_settings()
+        with pytest.raises(ProbekitUsageError, match=r"'undeclared' under preset 'small'; .* no llc_checkpoint_every"):
+            checkpoint_every("undeclared", "small")
+    finally:
+        TRANSITIONS.unregister("declared")
+        TRANSITIONS.unregister("undeclared")
+
+
 def test_llc_cost_accounting():
     s = LLCSettings(lr=1e-4, batch_size=32, num_chains=4, num_draws=100, num_burnin_steps=20,
                     num_init_loss_batches=4)
@@ -146,18 +198,23 @@ def test_a_missing_devinterp_is_one_clear_error_before_any_work(tmp_path, monkey
 # -- the report's peer section, on synthetic cells ------------------------------------------
 def _point(frac, auc, size=0, leads=(4, None)):
     hits = [v for v in leads if v is not None]
-    return {"size": size, "auc": auc, "episodes": [{"seed": i, "run": "x", "transition": "t", "outcome": "hit",
-                                                    "lead": None, "time_to_onset": 10} for i in range(len(leads))],
-            "at_far_5pct": {"mean_lead_fraction": frac, "detection": len(hits) / len(leads),
+    return {"size": size, "auc": auc, "fidelity": None, "signal": "s", "rule": "r", "fixed_threshold": {},
+            "curve": {}, "episodes": [{"seed": i, "run": "x", "transition": "t", "outcome": "hit",
+                                       "lead": None, "time_to_onset": 10} for i in range(len(leads))],
+            "at_far_5pct": {"mean_lead_fraction": frac, "detection": len(hits) / len(leads), "far": 0.0,
                             "median_lead": float(np.median(hits)) if hits else None, "leads": list(leads),
                             "threshold": 1.0},
-            "at_far_5pct_by_seed": [{"seed": i, "median_lead": v} for i, v in enumerate(leads)]}
+            "at_far_5pct_by_seed": [{"seed": i, "median_lead": v, "episodes": 1, "hits": int(v is not None),
+                                     "mean_lead_fraction": frac} for i, v in enumerate(leads)]}
 
 
 def _cell(fam, design, stat, points, **extra):
-    return {"family": fam, "design": design, "error": None, "points": points,
-            "signal": {"statistic": stat, "window": 16, "stride": 4 if design == "peer" else 1, "detrend": "none"},
-            "rule": {"name": "running-min", "params": {}}, **extra}
+    from probekit.eval.cells import Cell
+
+    return Cell.from_json({"family": fam, "design": design, "error": None, "points": points,
+                           "signal": {"statistic": stat, "window": 16, "stride": 4 if design == "peer" else 1,
+                                      "detrend": "none"},
+                           "rule": {"name": "running-min", "params": {}}, **extra})
 
 
 def _synthetic(tmp_path):
@@ -185,8 +242,8 @@ def test_peer_rows_verdicts_and_figure(tmp_path):
 
     result = _synthetic(tmp_path)
     rows = {r["name"]: r for r in peer_rows(result.cells, "a")}
-    assert rows["2RDM, best design"]["cell"]["design"] == "cluster"
-    assert rows["2RDM, chosen on the other families"]["cell"]["design"] == "random"  # the better area on b
+    assert rows["2RDM, best design"]["cell"].design == "cluster"
+    assert rows["2RDM, chosen on the other families"]["cell"].design == "random"  # the better area on b
     assert rows["2RDM, random probes"]["cost"]["forward_examples"] == 8
     assert rows["rolling variance"]["cost"]["forward_examples"] == 64  # the full pool: the largest measured
     assert rows["LLC change"]["cost"]["forward_backward_examples"] == 3200.0
@@ -199,9 +256,13 @@ def test_peer_rows_verdicts_and_figure(tmp_path):
     assert ("- **b**: a peer wins: LLC change, mean lead fraction 70% (median lead 10 records at 100%) against the "
             "2RDM's best 20% (median lead 4 records at 50%), at 5,000x its wall time per record.") in text
     assert "| rolling variance | no warning | 0% |" in text
-    for c in result.cells:  # the peer on b as early as the 2RDM's best: a tie, said as one
-        if c["family"] == "b" and c["design"] == "peer":
-            c["points"][0]["at_far_5pct"]["mean_lead_fraction"] = 0.2
+    import dataclasses
+
+    for k, c in enumerate(result.cells):  # the peer on b as early as the 2RDM's best: a tie, said as one
+        if c.family == "b" and c.design == "peer":
+            point = c.points[0]
+            at = dataclasses.replace(point.at_far_5pct, mean_lead_fraction=0.2)
+            result.cells[k] = dataclasses.replace(c, points=(dataclasses.replace(point, at_far_5pct=at),))
     assert ("- **b**: a tie: the 2RDM's best and LLC change both reach a mean lead fraction of 20% (median lead 4 "
             "records at 50% against median lead 10 records at 100%, at 5,000x its wall time per record).") \
         in "\n".join(render_peers(result))
@@ -213,7 +274,7 @@ def test_no_peer_section_without_peer_cells(tmp_path):
     from probekit.eval.peer_report import peer_figures, render_peers
 
     result = _synthetic(tmp_path)
-    result.cells = [c for c in result.cells if c["design"] != "peer"]
+    result.cells = [c for c in result.cells if c.design != "peer"]
     assert render_peers(result) == [] and peer_figures(result, tmp_path) == []
 
 

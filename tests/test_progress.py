@@ -108,7 +108,7 @@ def test_bench_verbose_says_what_it_records_and_scores(tmp_path, caplog, capsys,
     from probekit.eval import bench
     from probekit.eval.signals import SignalSpec
 
-    small = bench.BenchGrid(families=("deep-linear",), seeds=(0, 1), strategies=("random",), sizes=(8,),
+    small = bench.BenchGrid(families=("deep-linear",), seeds=(0, 1), designs=("random",), sizes=(8,),
                             signals=(SignalSpec("shc", window=16),), scalar_baselines=("mean_drop",))
     monkeypatch.setattr(bench, "QUICK", small)  # the command's default grid, made small
     caplog.set_level(logging.INFO)

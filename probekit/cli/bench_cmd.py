@@ -7,6 +7,7 @@ EPILOG = """examples:
   probekit bench --quick                       # small configs, 3 seeds, all designs: ~2 min cold
   probekit bench --quick --out-dir results/    # resumable: rerun to continue a killed benchmark
   probekit bench --families grokking rare-drift --jobs 2
+  probekit bench --designs random cluster concern:slices=rare:class   # any registered strategy, with parameters
   probekit bench --full --peers                # + the LLC (devinterp), needs pip install "probekit[peers]"
 
 Writes OUT_DIR/results.json (every cell), OUT_DIR/report.md (rows: design x size, columns:
@@ -29,7 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peers", action="store_true",
                    help="also score the peer signals: the local learning coefficient (devinterp SGLD at checkpoints "
                         "every k records) and its change; needs pip install \"probekit[peers]\"")
-    p.add_argument("--families", nargs="+", default=None, metavar="NAME", help="transition families (default: all six)")
+    p.add_argument("--families", nargs="+", default=None, metavar="NAME",
+                   help="transition families (default: every registered one; see 'probekit transitions list')")
+    p.add_argument("--designs", nargs="+", default=None, metavar="NAME[:KEY=VALUE,...]",
+                   help="probe designs: any registered selection strategy, with parameters (default: random, cluster, "
+                        "gradient:sketch_dim=64 named gradient; see 'probekit selectors')")
     p.add_argument("--out-dir", default="probekit-bench", help="where the report goes (default: ./probekit-bench)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
     p.add_argument("--cache-dir", default=None, help="trajectory cache (default: the user cache dir)")
@@ -60,12 +65,18 @@ def run(args: argparse.Namespace) -> int:
                 raise ProbekitUsageError(f"argument --families: {name!r} is a null control; name its family "
                                          f"({TRANSITIONS.load(name).control_of}) and its null is used for false alarms.")
         grid = dataclasses.replace(grid, families=tuple(dict.fromkeys(args.families)))
+    if args.designs:
+        from probekit.eval.designs import parse_design
+
+        grid = dataclasses.replace(grid, designs=tuple(parse_design(d) for d in args.designs))
     if args.peers:
         from probekit.eval.signals import PEER_SIGNALS
 
         grid = dataclasses.replace(grid, peers=PEER_SIGNALS)
     if args.jobs < 1:
         raise ProbekitUsageError(f"argument --jobs: must be an int >= 1. Got {args.jobs} instead.")
+    grid.check()  # before any work: designs, peers
+    grid = grid.with_families()
     _check_out_dir(args.out_dir, grid.key(), args.overwrite)
     result = run_grid(grid, args.out_dir, jobs=args.jobs, cache_dir=args.cache_dir)
     json_path, md_path = write_report(result, args.out_dir, getattr(args, "command_line", "probekit bench"))
@@ -73,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     print(md_path.read_text())
     print(f"{result.computed} cells computed, {len(result.cells) - result.computed} resumed")
     print(f"report: {md_path}\nresults: {json_path}\nfigures: {len(figures)} PNGs in {Path(args.out_dir) / 'figures'}")
-    return 1 if any(c["error"] for c in result.cells) else 0
+    return 1 if any(c.error for c in result.cells) else 0
 
 
 #: What bench writes into --out-dir (cells/ is its resumable store of computed cells).
