@@ -6,7 +6,7 @@ For each (n, W): per-record milliseconds of
   - dense: np.cov of the window (n x n) + np.linalg.eigvalsh, then SHC and PR,
 and the ratio dense / stream. Both paths see the same records and agree on SHC
 (the relative difference is printed). BLAS runs on one thread for both
-(FINDINGS.md: contention makes multi-threaded BLAS erratic on this machine).
+(docs/findings.md: contention makes multi-threaded BLAS erratic on this machine).
 
 Targets (issue 2): >= 100x at n=1024, W=64; <= 2 ms per record at n=4096, W=64.
 

@@ -10,7 +10,7 @@ import os as _os
 
 from probekit._version import __version__
 
-# Why this block exists (DESIGN.md §2): ``selectors/`` and ``eval/`` live beside
+# Why this block exists (docs/design.md §2): ``selectors/`` and ``eval/`` live beside
 # ``probekit/`` in the repository, not inside it, and carry no ``__init__.py`` so
 # that they never become the top-level names ``selectors`` (a standard-library
 # module) or ``eval`` (a builtin).  A wheel maps them into the package

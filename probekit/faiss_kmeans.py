@@ -1,6 +1,6 @@
 """The one boundary to faiss: seeded, quiet k-means and nearest-centroid search.
 
-Everything probekit asks of faiss goes through here (STYLE.md, "wrap foreign
+Everything probekit asks of faiss goes through here (docs/style.md, "wrap foreign
 libraries at one boundary"), so its habits are handled once:
 
 - inputs become C-contiguous float32 (faiss reads raw memory and would
@@ -16,7 +16,7 @@ libraries at one boundary"), so its habits are handled once:
   :func:`quiet_fds` redirects fds 1 and 2 to a temporary file while faiss
   runs and forwards what it said to ``logging`` at DEBUG level.
 
-faiss is imported inside the functions (it is a heavy import, DESIGN.md §2).
+faiss is imported inside the functions (it is a heavy import, docs/design.md §2).
 """
 from __future__ import annotations
 

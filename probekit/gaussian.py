@@ -1,6 +1,6 @@
 """The Gaussian 2RDM: K parameter draws around one checkpoint instead of a time window.
 
-Early in training no trajectory exists to take a window over (DESIGN.md §1), so
+Early in training no trajectory exists to take a window over (docs/design.md §1), so
 the rows of the [K, n] loss matrix are draws theta_k = theta + sigma * eps_k,
 eps_k ~ N(0, I) over the perturbed parameters. The 2RDM is then the covariance
 of the n per-probe losses across draws. To first order L(theta_k) - L(theta) =

@@ -11,7 +11,7 @@ A :class:`ProbeSet` is immutable and compared by content.  Its parts:
   same selection always serialises to the same bytes.
 
 Every selector returns a ranking, so ``ps.head(m)`` is the selection of m
-probes (DESIGN.md §3).  ``head`` keeps the provenance unchanged: it records how
+probes (docs/design.md §3).  ``head`` keeps the provenance unchanged: it records how
 the ranking was made, and the ranking is the same.
 """
 from __future__ import annotations

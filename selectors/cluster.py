@@ -34,7 +34,7 @@ ranking, so ``select(n).ids[:m] == select(m).ids``.
 ``n_clusters="auto"`` means ``min(512, number of distinct feature vectors)``:
 512 is the probe count of the README's example (``--n 512``: all medoids),
 probe sets of a few hundred to ~2000 are what the 2RDM monitor watches
-(FINDINGS.md), and faiss's training cost grows like k^2 once it subsamples
+(docs/findings.md), and faiss's training cost grows like k^2 once it subsamples
 k * max_points_per_centroid points, so 512 keeps a 1M x 384 pool within a
 minute on 2 cores (31 s measured; 1024 would roughly quadruple the training).
 A pool of at most 512 distinct examples is thus its own clustering: the

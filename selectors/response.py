@@ -228,7 +228,7 @@ class ResponseSelector(Selector):
         k = min(self.n_clusters, distinct)
         if k > 1:
             # One thread: on a shared 2-core box OpenMP threads made the fit 4x slower
-            # (FINDINGS.md: pin one thread per worker); the result does not change.
+            # (docs/findings.md: pin one thread per worker); the result does not change.
             with threadpool_limits(limits=1):
                 # scikit-learn takes seeds below 2**32; probekit seeds are any int >= 0.
                 state = int(np.random.SeedSequence(seed).generate_state(1)[0])

@@ -145,3 +145,29 @@ def test_a_worker_that_dies_fails_only_its_own_cells(tmp_path, cache, one_torch_
     monkeypatch.undo()
     again = run_grid(grid, tmp_path, jobs=1, cache_dir=cache, progress=False)  # a rerun retries the failed cell
     assert again.computed == 1 and all(c.error is None for c in again.cells)
+
+
+def test_a_family_registered_only_through_the_registry_is_benchmarked(tmp_path, cache, capsys, one_torch_thread):
+    from probekit.eval.deep_linear import DeepLinear, DeepLinearNull
+    from probekit.registry import TRANSITIONS
+
+    class ToyLinear(DeepLinear):
+        name, summary = "toy-linear", "the deep linear network under another name"
+
+    class ToyLinearNull(DeepLinearNull):
+        name, control_of = "toy-linear-null", "toy-linear"
+
+    TRANSITIONS.register("toy-linear", ToyLinear)
+    TRANSITIONS.register("toy-linear-null", ToyLinearNull)
+    try:
+        from probekit.eval.bench import transition_families
+
+        assert "toy-linear" in transition_families() and "toy-linear-null" not in transition_families()
+        code = main(["bench", "--families", "toy-linear", "--designs", "random", "--out-dir", str(tmp_path / "out"),
+                     "--jobs", "1", "--cache-dir", str(cache)])
+        report = capsys.readouterr().out
+        assert code == 0 and "| design | size | toy-linear |" in report and "| random | 8 |" in report
+        assert any(p.parents[1].name == "toy-linear-null" for p in cache.glob("*/*/manifest.json"))  # its null ran
+    finally:
+        TRANSITIONS.unregister("toy-linear")
+        TRANSITIONS.unregister("toy-linear-null")

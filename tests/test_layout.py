@@ -1,4 +1,4 @@
-"""The layout of DESIGN.md §2, proven for every way probekit gets imported.
+"""The layout of docs/design.md §2, proven for every way probekit gets imported.
 
 ``selectors/`` and ``eval/`` sit beside ``probekit/`` and must import as
 ``probekit.selectors`` / ``probekit.eval`` from a wheel, an editable install

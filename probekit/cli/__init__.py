@@ -1,6 +1,6 @@
 """The ``probekit`` command line: argparse subcommands, one module each.
 
-Conventions every subcommand follows (DESIGN.md §5):
+Conventions every subcommand follows (docs/design.md §5):
 - errors are one line naming the parameter, what is allowed and what was given;
 - exit 2 for usage errors, 1 for runtime errors, traceback only with ``--debug``;
 - heavy imports happen inside ``run()``, so ``probekit --help`` stays fast;

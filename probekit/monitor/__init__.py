@@ -1,4 +1,4 @@
-"""The live monitor: watch a training run with a probe set (DESIGN.md §3, "Monitor").
+"""The live monitor: watch a training run with a probe set (docs/design.md §3, "Monitor").
 
 - :class:`Monitor` (``core``): every k steps, the probes' per-sample losses from
   its own no-grad pass -> the streaming 2RDM -> an online alarm -> sinks.
