@@ -14,7 +14,7 @@ Rows, all on the same matrix, all with k = 512 clusters and 20 Lloyd iterations
                        random points) is faiss's own initialisation: the fair
                        like-for-like baseline;
   sklearn k-means++    the same with scikit-learn's default init="k-means++";
-  faiss random         probekit.faiss_kmeans.kmeans(init="random"), faiss's
+  faiss random         probekit.selection.faiss_kmeans.kmeans(init="random"), faiss's
                        default subsampling (k * 256 training points) + medoids;
   faiss k-means++      the same seeded by k-means++ on a 32-per-centroid sample
                        (probekit's default), + medoids;
@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 
-from probekit.faiss_kmeans import kmeans, nearest
+from probekit.selection.faiss_kmeans import kmeans, nearest
 
 K = 512
 N_ITER = 20

@@ -3,7 +3,7 @@
 For two models, a small MLP and a tiny transformer (built from a config, no
 download), each on 10k examples, per-example milliseconds of
 
-  - vmap: ``probekit.grad_sketch.gradient_sketches`` (grad + vmap over batches
+  - vmap: ``probekit.selection.grad_sketch.gradient_sketches`` (grad + vmap over batches
     of 256, then the batched Gaussian projection to dim 256);
     ``grads`` is the per-sample-gradient share alone (``per_sample_gradients``
     over the same batches, timed in a separate pass);
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probekit.grad_sketch import gradient_sketches, per_sample_gradients, projection_matrix
+from probekit.selection.grad_sketch import gradient_sketches, per_sample_gradients, projection_matrix
 
 DIM, BATCH = 256, 256
 

@@ -25,9 +25,9 @@ from threadpoolctl import threadpool_limits
 
 def main() -> None:
     from probekit.alarms import make_rule
-    from probekit.eval.design_score import score_design
-    from probekit.eval.runner import load_or_record
-    from probekit.eval.signals import SignalSpec
+    from probekit.eval.scoring.design_score import score_design
+    from probekit.eval.scoring.signals import SignalSpec
+    from probekit.eval.store.runner import load_or_record
 
     cache = tempfile.mkdtemp(prefix="probekit-bench-scoring-")
     runs = [("deep-linear", "default"), ("grokking", "small"), ("induction-heads", "small"), ("late-bias", "small")]

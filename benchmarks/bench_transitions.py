@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from probekit.eval.figures import plot_family
-    from probekit.eval.suite import onset_table, problems, run_suite, wall_summary
-    from probekit.eval.trajectory import Trajectory
+    from probekit.eval.reports.figures import plot_family
+    from probekit.eval.store.suite import onset_table, problems, run_suite, wall_summary
+    from probekit.eval.store.trajectory import Trajectory
     from probekit.registry import TRANSITIONS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

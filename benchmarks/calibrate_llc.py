@@ -44,9 +44,9 @@ def calibrate_family(job: tuple) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from probekit.eval.llc import LLCSettings, estimate_llc, llc_data
-    from probekit.eval.peers import base_settings, checkpoint_every
-    from probekit.eval.runner import load_or_record
+    from probekit.eval.peers.llc import LLCSettings, estimate_llc, llc_data
+    from probekit.eval.peers.scoring import base_settings, checkpoint_every
+    from probekit.eval.store.runner import load_or_record
 
     traj = load_or_record(family, "default", 0, cache_dir=cache_dir, progress=False,
                           checkpoint_every=checkpoint_every(family, "default"))
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(f, args.cache_dir) for f in args.families]
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(calibrate_family, jobs))
-    from probekit.eval.peers import base_settings
+    from probekit.eval.peers.scoring import base_settings
 
     print(f"SGLD calibration (devinterp), base settings: {base_settings().label()} with eps swept over "
           f"{', '.join(f'{lr:g}' for lr in LRS)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os as _os
 
+from probekit._lazy import lazy_names as _lazy_names
 from probekit._version import __version__
 
 # Why this block exists (docs/design.md §2): ``selectors/`` and ``eval/`` live beside
@@ -30,32 +31,19 @@ if not _os.path.isdir(_os.path.join(_here, "selectors")):
         __path__.append(_root)  # noqa: F821 - __path__ is defined for packages
 
 _LAZY = {
-    "DynamicalRDM": "probekit.rdm",
-    "RDMStats": "probekit.rdm",
-    "RDMSeries": "probekit.rdm_offline",
-    "rdm_series": "probekit.rdm_offline",
-    "window_stats": "probekit.rdm_offline",
-    "gaussian_rdm": "probekit.gaussian",
-    "gaussian_loss_matrix": "probekit.gaussian",
-    "Pool": "probekit.pool",
-    "ProbeSet": "probekit.probeset",
-    "Provenance": "probekit.probeset",
+    "DynamicalRDM": "probekit.rdm.streaming",
+    "RDMStats": "probekit.rdm.spectral",
+    "RDMSeries": "probekit.rdm.offline",
+    "rdm_series": "probekit.rdm.offline",
+    "window_stats": "probekit.rdm.offline",
+    "gaussian_rdm": "probekit.rdm.gaussian",
+    "gaussian_loss_matrix": "probekit.rdm.gaussian",
+    "Pool": "probekit.pool.core",
+    "ProbeSet": "probekit.probeset.core",
+    "Provenance": "probekit.probeset.core",
     "Monitor": "probekit.monitor.core",
 }
 
 __all__ = ["__version__", *_LAZY]
-
-
-def __getattr__(name: str):
-    # PEP 562 lazy attributes: `probekit.Pool` imports datasets only when used.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'probekit' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    # PEP 562: without this, dir() and tab completion show none of the lazy names above
-    return sorted({*globals(), *__all__})
+# PEP 562 lazy attributes: `probekit.Pool` imports datasets only when used.
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from probekit.signal_table import get_signal
+from probekit.rdm.signal_table import get_signal
 
 
 

@@ -6,8 +6,8 @@ such as a faiss k-means). On a terminal (stderr is a TTY) they draw a bar that i
 gone when done; off a terminal (CI logs, a pipe, a file) they draw nothing and log
 progress lines at INFO instead, which ``probekit -v`` shows::
 
-    INFO probekit.eval.suite: recorded 3/12 trajectories (grokking seed 1, 8.2 s)
-    INFO probekit.eval.bench: scored 40/120 cells (late-bias cluster)
+    INFO probekit.eval.store.suite: recorded 3/12 trajectories (grokking seed 1, 8.2 s)
+    INFO probekit.eval.bench.run: scored 40/120 cells (late-bias cluster)
 
 Worker processes call :func:`disable_bars`: their stderr is the parent's terminal,
 and bars from several processes on one terminal overwrite each other.

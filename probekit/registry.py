@@ -138,18 +138,18 @@ def _a(noun: str) -> str:
 SELECTORS = Registry("probekit.selectors", "selector", BUILTIN_SELECTORS)
 
 BUILTIN_TRANSITIONS = {
-    "deep-linear": "probekit.eval.deep_linear:DeepLinear",
-    "deep-linear-null": "probekit.eval.deep_linear:DeepLinearNull",
-    "grokking": "probekit.eval.grokking:Grokking",
-    "grokking-null": "probekit.eval.grokking:GrokkingNull",
-    "induction-heads": "probekit.eval.induction_heads:InductionHeads",
-    "induction-heads-null": "probekit.eval.induction_heads:InductionHeadsNull",
-    "late-bias": "probekit.eval.late_bias:LateBias",
-    "late-bias-null": "probekit.eval.late_bias:LateBiasNull",
-    "misalignment": "probekit.eval.misalignment:EmergentMisalignment",
-    "misalignment-null": "probekit.eval.misalignment:EmergentMisalignmentNull",
-    "rare-drift": "probekit.eval.rare_drift:RareDrift",
-    "rare-drift-null": "probekit.eval.rare_drift:RareDriftNull",
+    "deep-linear": "probekit.eval.families.deep_linear:DeepLinear",
+    "deep-linear-null": "probekit.eval.families.deep_linear:DeepLinearNull",
+    "grokking": "probekit.eval.families.grokking:Grokking",
+    "grokking-null": "probekit.eval.families.grokking:GrokkingNull",
+    "induction-heads": "probekit.eval.families.induction_heads:InductionHeads",
+    "induction-heads-null": "probekit.eval.families.induction_heads:InductionHeadsNull",
+    "late-bias": "probekit.eval.families.late_bias:LateBias",
+    "late-bias-null": "probekit.eval.families.late_bias:LateBiasNull",
+    "misalignment": "probekit.eval.families.misalignment:EmergentMisalignment",
+    "misalignment-null": "probekit.eval.families.misalignment:EmergentMisalignmentNull",
+    "rare-drift": "probekit.eval.families.rare_drift:RareDrift",
+    "rare-drift-null": "probekit.eval.families.rare_drift:RareDriftNull",
 }
 
 #: Reference runs (``probekit.eval``), group ``probekit.transitions``.
@@ -168,27 +168,27 @@ ALARMS = Registry("probekit.alarm_rules", "alarm rule", BUILTIN_ALARM_RULES)
 # Export formats: one declaration each (name, suffix, pool, options, writer, reader); the order
 # here is the order `probekit export --help` lists the built-ins in.
 BUILTIN_EXPORT_FORMATS = {
-    "jsonl": "probekit.export_formats:JSONL",
-    "csv": "probekit.export_formats:CSV",
-    "datasets": "probekit.export_formats:DATASETS",
-    "npy": "probekit.export_formats:NPY",
-    "lm-eval": "probekit.export_formats:LM_EVAL",
+    "jsonl": "probekit.export.formats:JSONL",
+    "csv": "probekit.export.formats:CSV",
+    "datasets": "probekit.export.formats:DATASETS",
+    "npy": "probekit.export.formats:NPY",
+    "lm-eval": "probekit.export.formats:LM_EVAL",
 }
 
 #: Export formats (``probekit export``, ``probekit.export.export``), group ``probekit.export_formats``;
-#: each entry is a ``probekit.export_formats.ExportFormat``.
+#: each entry is a ``probekit.export.formats.ExportFormat``.
 EXPORT_FORMATS = Registry("probekit.export_formats", "export format", BUILTIN_EXPORT_FORMATS)
 
-# 2RDM signals: each declared once in probekit/signal_table.py; listed (and offered) in this order.
+# 2RDM signals: each declared once in probekit/rdm/signal_table.py; listed (and offered) in this order.
 BUILTIN_SIGNALS = {
-    "shc": "probekit.signal_table:SHC",
-    "inv_pr": "probekit.signal_table:INV_PR",
-    "leading_share": "probekit.signal_table:LEADING_SHARE",
-    "trace": "probekit.signal_table:TRACE",
-    "lambda_1": "probekit.signal_table:LAMBDA_1",
+    "shc": "probekit.rdm.signal_table:SHC",
+    "inv_pr": "probekit.rdm.signal_table:INV_PR",
+    "leading_share": "probekit.rdm.signal_table:LEADING_SHARE",
+    "trace": "probekit.rdm.signal_table:TRACE",
+    "lambda_1": "probekit.rdm.signal_table:LAMBDA_1",
 }
 
-#: 2RDM signals (``probekit.signal_table.Signal`` instances), group ``probekit.signals``:
+#: 2RDM signals (``probekit.rdm.signal_table.Signal`` instances), group ``probekit.signals``:
 #: what ``probekit analyze --signal``, ``Monitor(signal=...)`` and the bench's ``SignalSpec`` accept.
 SIGNALS = Registry("probekit.signals", "signal", BUILTIN_SIGNALS)
 

@@ -40,8 +40,8 @@ __all__ = ["ALARM_CHECKS", "CHECKS", "check_alarm_rule", "check_selector", "make
 
 def make_test_pool(size: int = 200, seed: int = 0):
     """A small deterministic pool with every column the built-in selectors use."""
-    from probekit.builtin_pools import toy_text_rows
     from probekit.pool import Pool
+    from probekit.pool.builtin import toy_text_rows
 
     cols = toy_text_rows(size, seed)
     rng = np.random.default_rng(seed + 1)

@@ -225,7 +225,7 @@ class ClusterSelector(Selector):
         return x, emb
 
     def _cluster(self, x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-        from probekit.faiss_kmeans import kmeans
+        from probekit.selection.faiss_kmeans import kmeans
 
         n = len(x)
         k = min(AUTO_MAX_CLUSTERS, n) if self.n_clusters == "auto" else int(self.n_clusters)

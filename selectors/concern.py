@@ -1,7 +1,7 @@
 """Concern-targeted probes: bias, rare-case and query-coverage slices from a declarative spec.
 
 The probes watch what a practitioner is worried about, written as slices
-(``probekit.slice_spec``: column predicates, id lists, query sets, ``bias:``,
+(``probekit.selection.slices``: column predicates, id lists, query sets, ``bias:``,
 ``rare:``). Each slice orders its own examples; the slices then share the
 budget:
 
@@ -14,7 +14,7 @@ budget:
   when counterfactual pairs are used: a pair takes two consecutive places and is
   placed so that they straddle its slice's target). This largest-deficit rule
   can drift slightly past one probe with many skewed slices (1.1 probes seen
-  with five); ``probekit.apportionment``'s chairman rule bounds single probes
+  with five); ``probekit.selection.apportionment``'s chairman rule bounds single probes
   strictly but has no unit-of-two form. The first m probes of a
   selection of n are the selection of m. An exhausted slice gives its share
   back; once every slice is exhausted the background ranks the rest of the pool
@@ -74,11 +74,12 @@ import numpy as np
 from probekit.embedders.base import Embedder, resolve_embedder
 from probekit.errors import ProbekitUsageError, ProbekitWarning
 from probekit.params import AnyOf, Interval, Options
+from probekit.selection.slices.parse import parse_slices
+from probekit.selection.slices.rows import member_rows, need_column, nothing, query_set
+from probekit.selection.slices.spec import SliceSpec
+from probekit.selection.slices.streams import BiasStream, OrderStream, QueryStream, interleave
 from probekit.selectors.base import Ranking, Selector
 from probekit.selectors.random_sampling import MISSING, stratum_labels
-from probekit.slice_rows import member_rows, need_column, nothing, query_set
-from probekit.slice_spec import SliceSpec, parse_slices
-from probekit.slice_streams import BiasStream, OrderStream, QueryStream, interleave
 
 if TYPE_CHECKING:
     from probekit.pool import Pool

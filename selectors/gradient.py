@@ -4,7 +4,7 @@ A probe set watches the per-sample losses, and a loss moves by its gradient
 times the update: probes with aligned gradients move together, and carry one
 signal. So this strategy spreads the probes over gradient space at a
 checkpoint. Each example's loss gradient is sketched to ``sketch_dim`` numbers
-(``probekit.grad_sketch``: a seeded Gaussian projection of the per-sample
+(``probekit.selection.grad_sketch``: a seeded Gaussian projection of the per-sample
 gradients from ``torch.func`` grad + vmap, or BADGE's factorised last-layer
 gradient), then ordered on the sketches by
 
@@ -29,7 +29,7 @@ The checkpoint. ``model`` is a torch module taking the pool's inputs (the
 standardised embedding: *gradients at initialisation*. There,
 dloss/dlogits = softmax - onehot is near 1/C - onehot, so the sketches mix the
 label with the hidden features and the ordering covers classes and input
-regions. Keep a user model in ``eval()`` mode (``probekit.grad_sketch``).
+regions. Keep a user model in ``eval()`` mode (``probekit.selection.grad_sketch``).
 
 Targets: integer labels >= 0 are class indices as they are; other labels
 (strings, booleans, negative integers) are numbered in sorted order. ``mse``
@@ -49,9 +49,9 @@ import torch
 from torch.nn import functional as F
 
 from probekit.errors import ProbekitUsageError
-from probekit.grad_sketch import gradient_sketches
 from probekit.params import AnyOf, Interval, Options
 from probekit.progress import Progress, stage
+from probekit.selection.grad_sketch import gradient_sketches
 from probekit.selectors.base import Ranking, Selector
 
 if TYPE_CHECKING:

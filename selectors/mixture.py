@@ -23,7 +23,7 @@ selector. A mixture inside a mixture is refused (list its components instead).
 How the probes are interleaved
     Each component ranks the pool for the full n (its own nested ranking).
     Probe k (k = 1, 2, ...) goes to the component chosen by Tijdeman's
-    chairman-assignment rule on the shares (``probekit.apportionment.chairman_next``: the earliest
+    chairman-assignment rule on the shares (``probekit.selection.apportionment.chairman_next``: the earliest
     deadline among those lagging their share), which takes the next id of its
     own ranking not already taken. Every prefix holds each component's count
     within 1 - 1/(2m - 2) < 1 of share * k (m components; 1/2 for two), and
@@ -63,9 +63,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from probekit.apportionment import chairman_next
 from probekit.errors import ProbekitError, ProbekitUsageError
 from probekit.params import AnyOf
+from probekit.selection.apportionment import chairman_next
 from probekit.selectors.base import Ranking, Selector
 
 if TYPE_CHECKING:

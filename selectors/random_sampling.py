@@ -8,7 +8,7 @@ column (a class, a slice, a protected attribute) represented:
 - ``balanced``: every stratum gets the same share (rare strata oversampled)
   until it runs out.
 
-Nesting comes from a sequential apportionment (``probekit.apportionment``,
+Nesting comes from a sequential apportionment (``probekit.selection.apportionment``,
 Tijdeman's chairman rule): probe k goes to a stratum chosen from the counts of
 probes 1..k-1, which keeps every stratum within one probe of its target share
 at every prefix, and within a stratum probes come in one seeded random order.
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from probekit.apportionment import apportion
 from probekit.params import AnyOf, Options
+from probekit.selection.apportionment import apportion
 from probekit.selectors.base import Ranking, Selector
 
 if TYPE_CHECKING:

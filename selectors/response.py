@@ -40,7 +40,7 @@ Ranking (nested: nothing depends on n)
     repeatedly the medoid farthest from those already chosen, so every
     prefix spreads over response space. The other
     examples follow by sequential apportionment over clusters
-    (``probekit.apportionment.apportion``, shares = members left per cluster), in a
+    (``probekit.selection.apportionment.apportion``, shares = members left per cluster), in a
     seeded random order within each cluster: a stratified sample whose
     counts track the cluster masses at every prefix. ``n_clusters`` has a
     default that does not depend on n, as nesting requires.
@@ -59,8 +59,8 @@ import numpy as np
 
 from probekit.errors import ProbekitUsageError
 from probekit.params import AnyOf, Interval, Options
+from probekit.selection.apportionment import apportion
 from probekit.selectors.base import Ranking, Selector
-from probekit.apportionment import apportion
 
 if TYPE_CHECKING:
     from probekit.pool import Pool
@@ -163,7 +163,7 @@ class ResponseSelector(Selector):
             raise ProbekitUsageError(f"{where} does not hold lists of numbers: {exc}") from exc
 
     def _from_file(self, pool: "Pool") -> np.ndarray:
-        from probekit.loss_files import read_loss_matrix
+        from probekit.rdm.loss_files import read_loss_matrix
 
         path = Path(self.losses_file)
         named = path.suffix.lower() in (".parquet", ".csv")

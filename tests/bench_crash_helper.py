@@ -10,7 +10,7 @@ import os
 
 
 def score_job_or_crash(job):
-    from probekit.eval.bench import _score_job
+    from probekit.eval.bench.run import _score_job
 
     if job[2] == "cluster":  # (grid, family, design, cells, cache)
         os._exit(3)  # what the out-of-memory killer leaves: no exception, no result
@@ -41,7 +41,8 @@ def run_until_killed(phase: str, out_dir: str) -> None:
     recordings of run_suite) or "score" (the cells). The test kills this process."""
     from bench_grids import TINY
 
-    from probekit.eval import bench, suite
+    from probekit.eval.bench import run as bench
+    from probekit.eval.store import suite
 
     if phase == "record":
         suite._one = spin_record

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from probekit.eval.bench import BenchGrid
-from probekit.eval.signals import SignalSpec
+from probekit.eval.scoring.signals import SignalSpec
 
 TINY = BenchGrid(
     families=("deep-linear", "late-bias"),

@@ -18,6 +18,25 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def pool():
+    """The conformance pool (``probekit.testing.make_test_pool``: 200 rows with every column the
+    built-in selectors and embedders use), shared by every test module; pools are immutable, and
+    the selector checks assert that no strategy mutates it. A module that needs other rows defines
+    its own ``pool``."""
+    from probekit.testing import make_test_pool
+
+    return make_test_pool()
+
+
+@pytest.fixture(scope="session")
+def trajectory_cache(tmp_path_factory):
+    """One trajectory store for the whole session: a reference run recorded by one test module
+    (the ``small`` presets) is reused by the next. Tests of the store itself, which need it empty,
+    use their own directory."""
+    return tmp_path_factory.mktemp("trajectories")
+
+
 @pytest.fixture()
 def text_pool(tmp_path):
     """A user's own text pool: 120 jsonl rows with an id column, a prompt, a topic (one rare) and a label."""

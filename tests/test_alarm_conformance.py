@@ -69,7 +69,7 @@ def test_coarse_params_divide_the_declared_record_counts():
 
 
 # The checkpoint rules of the committed benchmark (docs/bench/results.json: default preset, strides
-# 8/16/28/48) and of the small preset's strides (4/5/6/10/12), as eval/peers.py computed them when it
+# 8/16/28/48) and of the small preset's strides (4/5/6/10/12), as eval/peers/scoring.py computed them when it
 # rescaled by rule name (persistence 1; z-score baseline max(8, 50 // k); memory max(4, memory // k)).
 CHECKPOINT_RULES = [
     *[(("running-min", ()), k, (("persistence", 1),)) for k in (4, 5, 6, 8, 10, 12, 16, 28, 48)],
@@ -87,14 +87,14 @@ CHECKPOINT_RULES = [
 @pytest.mark.parametrize("rule,stride,expected", CHECKPOINT_RULES, ids=str)
 def test_checkpoint_rule_reproduces_the_rescaling_by_name(rule, stride, expected):
     from probekit.eval.bench import RuleSpec
-    from probekit.eval.peers import checkpoint_rule
+    from probekit.eval.peers.scoring import checkpoint_rule
 
     assert checkpoint_rule(RuleSpec(*rule), stride) == RuleSpec(rule[0], expected)
 
 
 def test_checkpoint_rule_rescales_every_declared_record_count():
     from probekit.eval.bench import RuleSpec
-    from probekit.eval.peers import checkpoint_rule
+    from probekit.eval.peers.scoring import checkpoint_rule
 
     # Kendall's window counts records too; the rescaling by name kept it at 50 checkpoints, more
     # than a run has (~25), so Kendall never scored a peer. Persistence 1 is its default already.
@@ -190,7 +190,7 @@ def _planted_losses(records=160, probes=24, onset=100):
 
 def test_new_rule_by_name_in_probekit_analyze(exceeds_first, tmp_path, capsys):
     from probekit.cli import main
-    from probekit.rdm_offline import rdm_series
+    from probekit.rdm import rdm_series
 
     x = _planted_losses()
     np.save(tmp_path / "losses.npy", x)

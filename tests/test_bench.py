@@ -8,20 +8,15 @@ import pytest
 
 from probekit.cli import main
 from probekit.eval.bench import BenchGrid, Design, run_grid
-from probekit.eval.report import write_report
-from probekit.eval.signals import SignalSpec
+from probekit.eval.reports.report import write_report
+from probekit.eval.scoring.signals import SignalSpec
 
 from bench_grids import TINY
 
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("trajectories")
-
-
-def test_tiny_grid_end_to_end_and_identical_on_rerun(tmp_path, cache, one_torch_thread):
-    first = run_grid(TINY, tmp_path / "a", cache_dir=cache, progress=False)
+def test_tiny_grid_end_to_end_and_identical_on_rerun(tmp_path, trajectory_cache, one_torch_thread):
+    first = run_grid(TINY, tmp_path / "a", cache_dir=trajectory_cache, progress=False)
     assert first.computed == 6 and not any(c.error for c in first.cells)
     assert [(c.family, c.design) for c in first.cells] == [
         ("deep-linear", "random"), ("deep-linear", "cluster"), ("deep-linear", "scalar"),
@@ -39,25 +34,25 @@ def test_tiny_grid_end_to_end_and_identical_on_rerun(tmp_path, cache, one_torch_
     assert re.search(r"- \*\*late-bias\*\*: (no 2RDM design gives early warning|best 2RDM design)", report)
     assert "Leave-one-family-out" in report and "- deep-linear: chosen " in report
 
-    second = run_grid(TINY, tmp_path / "b", cache_dir=cache, progress=False)  # a fresh directory: recomputed
+    second = run_grid(TINY, tmp_path / "b", cache_dir=trajectory_cache, progress=False)  # a fresh directory: recomputed
     json_b, _ = write_report(second, tmp_path / "b", "probekit bench (test)")
     assert second.computed == 6 and json_a.read_bytes() == json_b.read_bytes()
 
 
-def test_resume_computes_only_missing_cells(tmp_path, cache, one_torch_thread):
-    run_grid(TINY, tmp_path, cache_dir=cache, progress=False)
+def test_resume_computes_only_missing_cells(tmp_path, trajectory_cache, one_torch_thread):
+    run_grid(TINY, tmp_path, cache_dir=trajectory_cache, progress=False)
     cell_files = sorted((tmp_path / "cells" / TINY.key()).glob("*.json"))
     assert len(cell_files) == 6
     cell_files[2].unlink()  # as if the run had been killed before this cell
-    resumed = run_grid(TINY, tmp_path, cache_dir=cache, progress=False)
+    resumed = run_grid(TINY, tmp_path, cache_dir=trajectory_cache, progress=False)
     assert resumed.computed == 1 and len(resumed.cells) == 6
 
 
-def test_a_failing_cell_is_recorded_not_fatal(tmp_path, cache, one_torch_thread):
+def test_a_failing_cell_is_recorded_not_fatal(tmp_path, trajectory_cache, one_torch_thread):
     broken = Design("cluster", (("embedding_field", "no_such_column"),), name="broken")
     grid = BenchGrid(families=("deep-linear",), seeds=(0,), designs=("random", broken), sizes=(8,),
                      signals=(SignalSpec("shc", window=16),), scalar_baselines=())
-    result = run_grid(grid, tmp_path, cache_dir=cache, progress=False)
+    result = run_grid(grid, tmp_path, cache_dir=trajectory_cache, progress=False)
     errors = {c.design: c.error for c in result.cells}
     assert errors["random"] is None
     assert errors["broken"].startswith("ProbekitUsageError: The 'embedding_field' parameter of ClusterSelector")
@@ -65,9 +60,9 @@ def test_a_failing_cell_is_recorded_not_fatal(tmp_path, cache, one_torch_thread)
     assert "## Failed cells" in md.read_text()
 
 
-def test_cli_bench_writes_the_report(tmp_path, cache, capsys, one_torch_thread):
+def test_cli_bench_writes_the_report(tmp_path, trajectory_cache, capsys, one_torch_thread):
     code = main(["bench", "--families", "deep-linear", "--out-dir", str(tmp_path / "out"), "--jobs", "1",
-                 "--cache-dir", str(cache)])
+                 "--cache-dir", str(trajectory_cache)])
     out = capsys.readouterr().out
     assert code == 0
     assert "| design | size | deep-linear |" in out and "| gradient | 32 |" in out
@@ -92,7 +87,7 @@ def test_cli_bench_usage_errors(argv, message, capsys, tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
-def test_signal_and_rule_axes(tmp_path, cache, one_torch_thread, monkeypatch):
+def test_signal_and_rule_axes(tmp_path, trajectory_cache, one_torch_thread, monkeypatch):
     from probekit.eval.bench import RuleSpec
 
     grid = BenchGrid(families=("late-bias",), seeds=(0, 1), designs=("random",), sizes=(8,),
@@ -102,7 +97,7 @@ def test_signal_and_rule_axes(tmp_path, cache, one_torch_thread, monkeypatch):
     real = Design.ranking
     monkeypatch.setattr(Design, "ranking",
                         lambda d, run, t, n: ranked.append((d.label, t.name, t.seed)) or real(d, run, t, n))
-    result = run_grid(grid, tmp_path, cache_dir=cache, progress=False)
+    result = run_grid(grid, tmp_path, cache_dir=trajectory_cache, progress=False)
     # one job per (family, design): each trajectory ranked once for all signals and rules
     assert sorted(ranked) == sorted(("random", n, s) for n in ("late-bias", "late-bias-null") for s in (0, 1))
     assert [(c.design, c.signal["window"], c.signal["stride"], c.rule["name"]) for c in result.cells] == [
@@ -122,33 +117,33 @@ def test_signal_and_rule_axes(tmp_path, cache, one_torch_thread, monkeypatch):
     assert "| scalar:mean_drop | `zscore(transform=log)` |" in report
     assert report.count("<details>") == 4 and "<summary>shc W=8, stride 2, rule <code>running-min</code></summary>" in report
     assert "Leave-one-family-out" in report
-    from probekit.eval.bench_figures import result_from_json, write_figures
+    from probekit.eval.reports.bench_figures import result_from_json, write_figures
 
     assert result_from_json(tmp_path / "results.json").grid == grid  # the rules survive the JSON
-    assert [p.name for p in write_figures(result, tmp_path, cache_dir=cache)] == [
+    assert [p.name for p in write_figures(result, tmp_path, cache_dir=trajectory_cache)] == [
         "convergence-late-bias.png", "lead-vs-far-late-bias.png", "signals-late-bias.png"]
 
 
-def test_a_worker_that_dies_fails_only_its_own_cells(tmp_path, cache, one_torch_thread, monkeypatch):
+def test_a_worker_that_dies_fails_only_its_own_cells(tmp_path, trajectory_cache, one_torch_thread, monkeypatch):
     from bench_crash_helper import score_job_or_crash
 
-    from probekit.eval import bench
+    from probekit.eval.bench import run as bench
 
     monkeypatch.setattr(bench, "_score_job", score_job_or_crash)  # workers import it by module name
     grid = BenchGrid(families=("deep-linear",), seeds=(0,), designs=("random", "cluster"), sizes=(8,),
                      signals=(SignalSpec("shc", window=16),), scalar_baselines=("mean_drop",))
-    result = run_grid(grid, tmp_path, jobs=2, cache_dir=cache, progress=False)
+    result = run_grid(grid, tmp_path, jobs=2, cache_dir=trajectory_cache, progress=False)
     errors = {c.design: c.error for c in result.cells}
     assert errors["random"] is None and errors["scalar"] is None  # lost with the broken pool, then rerun alone
     assert errors["cluster"] == ("the worker process died while computing this cell (a crash or the "
                                  "out-of-memory killer)")
     monkeypatch.undo()
-    again = run_grid(grid, tmp_path, jobs=1, cache_dir=cache, progress=False)  # a rerun retries the failed cell
+    again = run_grid(grid, tmp_path, jobs=1, cache_dir=trajectory_cache, progress=False)  # a rerun retries the failed cell
     assert again.computed == 1 and all(c.error is None for c in again.cells)
 
 
-def test_a_family_registered_only_through_the_registry_is_benchmarked(tmp_path, cache, capsys, one_torch_thread):
-    from probekit.eval.deep_linear import DeepLinear, DeepLinearNull
+def test_a_family_registered_only_through_the_registry_is_benchmarked(tmp_path, trajectory_cache, capsys, one_torch_thread):
+    from probekit.eval.families.deep_linear import DeepLinear, DeepLinearNull
     from probekit.registry import TRANSITIONS
 
     class ToyLinear(DeepLinear):
@@ -164,10 +159,10 @@ def test_a_family_registered_only_through_the_registry_is_benchmarked(tmp_path, 
 
         assert "toy-linear" in transition_families() and "toy-linear-null" not in transition_families()
         code = main(["bench", "--families", "toy-linear", "--designs", "random", "--out-dir", str(tmp_path / "out"),
-                     "--jobs", "1", "--cache-dir", str(cache)])
+                     "--jobs", "1", "--cache-dir", str(trajectory_cache)])
         report = capsys.readouterr().out
         assert code == 0 and "| design | size | toy-linear |" in report and "| random | 8 |" in report
-        assert any(p.parents[1].name == "toy-linear-null" for p in cache.glob("*/*/manifest.json"))  # its null ran
+        assert any(p.parents[1].name == "toy-linear-null" for p in trajectory_cache.glob("*/*/manifest.json"))  # its null ran
     finally:
         TRANSITIONS.unregister("toy-linear")
         TRANSITIONS.unregister("toy-linear-null")

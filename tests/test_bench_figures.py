@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from probekit.eval import design_score
 from probekit.eval.bench import GridResult, run_grid
-from probekit.eval.bench_figures import result_from_json, write_figures
-from probekit.eval.report import write_report
+from probekit.eval.reports.bench_figures import result_from_json, write_figures
+from probekit.eval.reports.report import write_report
+from probekit.eval.scoring import design_score
 
 from bench_grids import TINY
 
@@ -17,13 +17,8 @@ NAMES = sorted(f"{kind}-{fam}.png" for kind in ("convergence", "lead-vs-far", "s
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("trajectories")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, cache, one_torch_thread):
-    return run_grid(TINY, tmp_path_factory.mktemp("bench"), cache_dir=cache, progress=False)
+def tiny(tmp_path_factory, trajectory_cache, one_torch_thread):
+    return run_grid(TINY, tmp_path_factory.mktemp("bench"), cache_dir=trajectory_cache, progress=False)
 
 
 def _assert_pngs(paths, names):
@@ -33,15 +28,15 @@ def _assert_pngs(paths, names):
         assert p.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_every_figure_is_written(tiny, tmp_path, cache, monkeypatch):
+def test_every_figure_is_written(tiny, tmp_path, trajectory_cache, monkeypatch):
     assert not any(c.error for c in tiny.cells)
-    from probekit.eval.designs import Design
+    from probekit.eval.bench import Design
 
     def no_selection(*args, **kwargs):
         raise AssertionError("the figures must read the rankings stored with the cells, not select again")
 
     monkeypatch.setattr(Design, "ranking", no_selection)
-    paths = write_figures(tiny, tmp_path, cache_dir=cache)
+    paths = write_figures(tiny, tmp_path, cache_dir=trajectory_cache)
     _assert_pngs(paths, NAMES)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == NAMES
 
@@ -66,7 +61,7 @@ def _with_lead(cell, fraction):
     return dataclasses.replace(cell, points=(dataclasses.replace(first, at_far_5pct=at), *cell.points[1:]))
 
 
-def test_a_failed_cell_is_skipped(tiny, tmp_path, cache, monkeypatch):
+def test_a_failed_cell_is_skipped(tiny, tmp_path, trajectory_cache, monkeypatch):
     cells = []
     for c in tiny.cells:
         if (c.family, c.design) == ("late-bias", "random"):
@@ -78,13 +73,13 @@ def test_a_failed_cell_is_skipped(tiny, tmp_path, cache, monkeypatch):
     real = design_score.trajectory_signal
     monkeypatch.setattr(design_score, "trajectory_signal",
                         lambda traj, probes, spec: drawn.append((traj.name, len(probes))) or real(traj, probes, spec))
-    paths = write_figures(GridResult(TINY, cells, rankings=tiny.rankings), tmp_path, cache_dir=cache)
+    paths = write_figures(GridResult(TINY, cells, rankings=tiny.rankings), tmp_path, cache_dir=trajectory_cache)
     _assert_pngs(paths, NAMES)
     assert drawn == [("deep-linear", 8), ("deep-linear", 8), ("late-bias", 8)]  # random + best; best only
 
 
-def test_a_family_with_only_failed_cells_gets_no_figures(tiny, tmp_path, cache):
+def test_a_family_with_only_failed_cells_gets_no_figures(tiny, tmp_path, trajectory_cache):
     cells = [dataclasses.replace(c, points=(), error="RuntimeError: boom") if c.family == "late-bias" else c
              for c in tiny.cells]
-    paths = write_figures(GridResult(TINY, cells), tmp_path, cache_dir=cache)
+    paths = write_figures(GridResult(TINY, cells), tmp_path, cache_dir=trajectory_cache)
     _assert_pngs(paths, [n for n in NAMES if "late-bias" not in n])

@@ -132,7 +132,7 @@ def test_sigterm_stops_the_bench_and_its_workers_at_once(phase, tmp_path):
 def _spinner(watch: str, ready: Path) -> list[str]:
     """A python process that watches ``watch`` (an expression for the pid) with the thread
     alone (no PR_SET_PDEATHSIG), says it is ready, then computes forever."""
-    code = ("import os, pathlib; from probekit.eval.suite import die_with_parent; "
+    code = ("import os, pathlib; from probekit.eval.store.suite import die_with_parent; "
             f"die_with_parent({watch}, pdeathsig=False, interval=0.1); pathlib.Path({str(ready)!r}).touch(); "
             "x = 0\nwhile True: x = (x + sum(range(10_000))) % 7")
     return [sys.executable, "-c", code]

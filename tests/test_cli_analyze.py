@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from probekit.cli import main
-from probekit.eval.deep_linear import DeepLinearConfig, run_deep_linear
-from probekit.rdm_offline import rdm_series
+from probekit.eval.families.deep_linear import DeepLinearConfig, run_deep_linear
+from probekit.rdm import rdm_series
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -239,7 +239,7 @@ def test_every_cli_output_is_readable_under_umask_022(selected, tmp_path, capsys
 
 
 def test_a_trajectory_cache_is_shared_readable(tmp_path):
-    from probekit.eval.runner import load_or_record
+    from probekit.eval.store.runner import load_or_record
 
     with umask(0o022):
         traj = load_or_record("deep-linear-null", "small", 0, cache_dir=tmp_path / "cache")
@@ -306,9 +306,9 @@ def test_inspect_reuses_the_recorded_text_embedding(tmp_path, text_pool, capsys,
 
 # -- 5. the command line -------------------------------------------------------------------
 def test_bench_report_records_the_real_command_line(tmp_path, monkeypatch, capsys):
-    import probekit.eval.bench as bench
-    import probekit.eval.bench_figures as figures
-    import probekit.eval.report as report
+    import probekit.eval.bench.run as bench
+    import probekit.eval.reports.bench_figures as figures
+    import probekit.eval.reports.report as report
 
     seen = {}
 

@@ -20,7 +20,8 @@ from probekit.cli import main
 from probekit.errors import ProbekitUsageError
 from probekit.probeset import ProbeSet
 from probekit.registry import SELECTORS
-from probekit.slice_spec import EXAMPLES, GRAMMAR, parse_slices
+from probekit.selection.slices.docs import EXAMPLES, GRAMMAR
+from probekit.selection.slices.parse import parse_slices
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ["sports", "finance", "weather", "health", "travel", "food"]
@@ -84,7 +85,7 @@ def test_slice_and_text_field_reach_a_concern_component(prompts):
 
 
 def test_a_component_keeps_its_own_setting(prompts):
-    from probekit.builtin_pools import load_builtin
+    from probekit.pool.builtin import load_builtin
     from probekit.selectors.mixture import MixtureSelector
 
     mix = MixtureSelector(components=[("concern", 1, {"slices": ["topic=astronomy"]}), ("concern", 1)],
@@ -234,7 +235,7 @@ def test_a_rare_slice_with_a_value_points_to_the_predicate():
 
 
 def test_the_readme_concern_example_targets_the_rare_topic(tmp_path, monkeypatch):
-    from probekit.builtin_pools import toy_text_rows
+    from probekit.pool.builtin import toy_text_rows
 
     monkeypatch.chdir(tmp_path)
     command = next(c for c in _readme_commands() if "--strategy concern" in c)

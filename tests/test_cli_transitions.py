@@ -60,7 +60,7 @@ def test_usage_errors_are_one_line_exit_2(argv, message, capsys, tmp_path):
 
 
 def test_a_third_party_reference_run_registers_and_runs(tmp_path, capsys):
-    from probekit.eval.deep_linear import DeepLinear
+    from probekit.eval.families.deep_linear import DeepLinear
     from probekit.registry import TRANSITIONS
 
     class TwoModes(DeepLinear):

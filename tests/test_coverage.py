@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from probekit.coverage import coverage_report, nearest_probe_distances
+from probekit.probeset.coverage import coverage_report, nearest_probe_distances
 
 
 def test_nearest_probe_distances_match_brute_force_across_chunks():

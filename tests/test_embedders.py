@@ -32,16 +32,10 @@ from probekit.params import Interval
 from probekit.pool import Pool
 from probekit.testing import make_test_pool
 
-N_ROWS = 24
 HIDDEN = 16
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def pool():
-    return make_test_pool(N_ROWS)
 
 
 @pytest.fixture(scope="module")
@@ -444,8 +438,8 @@ def test_torch_text_field_and_scalar_column():
     (lambda b: b[:, :0], r"it returned a Tensor of shape \(7, 0\)"),
     (lambda b: (b, b), r"must return a \[B, d\] torch.Tensor or numpy array of hidden states; "
                        r"it returned a tuple of 2 items for a batch of 7 rows"),
-    (lambda b: b if len(b) == 7 else b[:, :15],  # 24 rows: batches of 7, 7, 7, 3
-     r"same width d for every batch; it returned d = 15 for batch 3 but d = 16 for batch 0"),
+    (lambda b: b if len(b) == 7 else b[:, :15],  # 200 rows: 28 batches of 7, then one of 4
+     r"same width d for every batch; it returned d = 15 for batch 28 but d = 16 for batch 0"),
     (lambda b: np.full((len(b), 2), "x"), "fn must return numbers; it returned dtype <U1"),
     (lambda b: b * float("nan"), r"TorchModelEmbedder.embed gave NaN or inf features \(first at example '[^']+'\)"),
 ])

@@ -13,6 +13,7 @@ import pytest
 
 from probekit import export as ex
 from probekit.errors import PoolMismatchError, ProbekitUsageError
+from probekit.export import writers
 from probekit.pool import Pool
 from probekit.probeset import ProbeSet, Provenance
 
@@ -237,7 +238,7 @@ def test_failure_mid_write_keeps_previous_file(tmp_path, ps, pool, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("serialiser broke")
 
-    monkeypatch.setattr(ex, "canonical_json", fail)
+    monkeypatch.setattr(writers, "canonical_json", fail)
     with pytest.raises(RuntimeError, match="serialiser broke"):
         ex.to_jsonl(plain(pool), path)
     assert path.read_bytes() == before

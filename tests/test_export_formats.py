@@ -22,8 +22,14 @@ from probekit import export as ex
 from probekit.atomic import atomic_file
 from probekit.cli import main
 from probekit.errors import ProbekitError, ProbekitUsageError
-from probekit.export_formats import (ExportFormat, ExportOption, export_format, format_names, register_format,
-                                     unregister_format)
+from probekit.export.formats import (
+    ExportFormat,
+    ExportOption,
+    export_format,
+    format_names,
+    register_format,
+    unregister_format,
+)
 from probekit.pool import Pool
 from probekit.probeset import ProbeSet, Provenance
 from probekit.registry import BUILTIN_EXPORT_FORMATS, EXPORT_FORMATS

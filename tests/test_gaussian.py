@@ -15,8 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from probekit.errors import ProbekitUsageError, ProbekitWarning
-from probekit.gaussian import gaussian_draws, gaussian_loss_matrix, gaussian_rdm
-from probekit.rdm_offline import window_stats
+from probekit.rdm import window_stats
+from probekit.rdm.gaussian import gaussian_draws, gaussian_loss_matrix, gaussian_rdm
 
 N_PROBES, N_IN, N_CLASSES = 12, 5, 3
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from probekit.errors import ProbekitUsageError
-from probekit.eval.signals import SignalSpec, compute_signal
-from probekit.indicators import gaussian_detrend, kendall_trend, rolling_autocorrelation, rolling_variance
+from probekit.eval.scoring.signals import SignalSpec, compute_signal
+from probekit.rdm.indicators import gaussian_detrend, kendall_trend, rolling_autocorrelation, rolling_variance
 
 
 def _ar1_series(n=200, seed=0):

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -26,7 +27,7 @@ SKIP_DIRS = {"build", "dist", "node_modules", "venv", ".venv", "__pycache__"}
 CHECK = (
     "import importlib.util, os, probekit, probekit.selectors, probekit.eval;"
     "print(os.path.realpath(importlib.util.find_spec('probekit.selectors.base').origin));"
-    "print(os.path.realpath(importlib.util.find_spec('probekit.eval.deep_linear').origin));"
+    "print(os.path.realpath(importlib.util.find_spec('probekit.eval.families.deep_linear').origin));"
     "print(len(probekit.__path__))"
 )
 
@@ -55,6 +56,28 @@ def copy_source(dest: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     return src
+
+
+def source_modules() -> set[str]:
+    """Every module file of the source tree, as the wheel names it (probekit/...)."""
+    out = set()
+    for name, prefix in (("probekit", "probekit"), ("selectors", "probekit/selectors"), ("eval", "probekit/eval")):
+        for path in (ROOT / name).rglob("*.py"):
+            if "__pycache__" not in path.parts:
+                out.add(f"{prefix}/{path.relative_to(ROOT / name).as_posix()}")
+    return out
+
+
+def test_every_package_is_listed_for_the_wheel():
+    # setuptools installs only the packages pyproject lists: a subpackage missing there would be
+    # missing from the wheel (and from a strict editable install), though a checkout imports it.
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"probekit.selectors", "probekit.eval"}  # the two mapped namespace portions
+    for name, prefix in (("probekit", "probekit"), ("selectors", "probekit.selectors"), ("eval", "probekit.eval")):
+        for init in (ROOT / name).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / name)
+            found.add(".".join([prefix, *rel.parts]))
+    assert listed == found
 
 
 def test_stdlib_selectors_and_asyncio_from_repository_root():
@@ -93,7 +116,7 @@ def test_no_module_is_named_after_stdlib_or_builtin():
 def test_imports_from_repository_root():
     out = run([sys.executable, "-c", CHECK], cwd=ROOT)
     assert Path(out[0]) == ROOT / "selectors" / "base.py"
-    assert Path(out[1]) == ROOT / "eval" / "deep_linear.py"
+    assert Path(out[1]) == ROOT / "eval" / "families" / "deep_linear.py"
 
 
 def test_imports_from_bare_source_checkout(tmp_path):
@@ -102,7 +125,7 @@ def test_imports_from_bare_source_checkout(tmp_path):
     src = copy_source(tmp_path)
     out = run([sys.executable, "-c", CHECK], cwd=tmp_path, env={"PYTHONPATH": str(src)})
     assert Path(out[0]) == (src / "selectors" / "base.py").resolve()
-    assert Path(out[1]) == (src / "eval" / "deep_linear.py").resolve()
+    assert Path(out[1]) == (src / "eval" / "families" / "deep_linear.py").resolve()
 
 
 def test_imports_from_built_wheel(tmp_path):
@@ -111,13 +134,15 @@ def test_imports_from_built_wheel(tmp_path):
          "-q", "-w", str(tmp_path / "dist"), str(src)], cwd=tmp_path)
     wheel = next((tmp_path / "dist").glob("probekit-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "probekit/selectors/base.py" in names and "probekit/eval/deep_linear.py" in names
+    assert "probekit/selectors/base.py" in names and "probekit/eval/families/deep_linear.py" in names
     assert not any(n.startswith(("selectors/", "eval/")) for n in names)
+    # every module of the source tree, subpackages of the mapped directories included
+    assert {n for n in names if n.endswith(".py")} == source_modules()
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     out = run([sys.executable, "-c", CHECK], cwd=tmp_path, env={"PYTHONPATH": str(site)})
     assert Path(out[0]) == (site / "probekit" / "selectors" / "base.py").resolve()
-    assert Path(out[1]) == (site / "probekit" / "eval" / "deep_linear.py").resolve()
+    assert Path(out[1]) == (site / "probekit" / "eval" / "families" / "deep_linear.py").resolve()
     assert out[2] == "1"  # the wheel needs no path extension
 
 
@@ -141,7 +166,7 @@ def test_imports_from_editable_install(tmp_path, mode):
     assert installed_here() == before, "the editable install into the venv touched this environment's probekit"
     # Strict mode links files into a build tree; either way they are the source files.
     assert Path(out[0]) == (src / "selectors" / "base.py").resolve()
-    assert Path(out[1]) == (src / "eval" / "deep_linear.py").resolve()
+    assert Path(out[1]) == (src / "eval" / "families" / "deep_linear.py").resolve()
 
 
 def test_cli_import_stays_light():
@@ -161,15 +186,61 @@ def test_python_dash_m_probekit_from_root():
     assert out == [f"probekit {__version__}"]
 
 
-def test_lazy_public_names_resolve_to_objects_not_modules():
-    # A submodule named like a lazy attribute would shadow it once imported.
+# Packages whose public names load lazily (probekit._lazy): the top level, and the packages that
+# took over the path of a module users imported from (probekit.rdm, probekit.pool, ...).
+LAZY_PACKAGES = ("probekit", "probekit.monitor", "probekit.rdm", "probekit.pool", "probekit.probeset",
+                 "probekit.export", "probekit.eval.bench", "probekit.eval.scoring", "probekit.eval.peers")
+
+# Old module paths kept as aliases, each because a user-facing document named it (the alias's
+# docstring says which): old path -> the module it now is.
+ALIASES = {
+    "probekit.signal_table": "probekit.rdm.signal_table",
+    "probekit.spectral": "probekit.rdm.spectral",
+    "probekit.indicators": "probekit.rdm.indicators",
+    "probekit.apportionment": "probekit.selection.apportionment",
+    "probekit.builtin_pools": "probekit.pool.builtin",
+    "probekit.export_formats": "probekit.export.formats",
+    "probekit.eval.reference": "probekit.eval.families.base",
+    "probekit.eval.runner": "probekit.eval.store.runner",
+    "probekit.eval.cells": "probekit.eval.bench.cells",
+    "probekit.eval.suite": "probekit.eval.store.suite",
+}
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_lazy_public_names_resolve_to_objects_not_modules(package):
+    # A submodule named like a lazy attribute would shadow it once imported: import every
+    # module a name comes from first, then every name must still be that module's object.
     code = (
-        "import importlib, types, probekit\n"
-        "for name, module in probekit._LAZY.items():\n"
+        "import importlib, types\n"
+        f"pkg = importlib.import_module({package!r})\n"
+        "for name, module in pkg._LAZY.items():\n"
         "    importlib.import_module(module)\n"
-        "    obj = getattr(probekit, name)\n"
+        "for name, module in pkg._LAZY.items():\n"
+        "    obj = getattr(pkg, name)\n"
         "    assert not isinstance(obj, types.ModuleType), name\n"
         "    assert obj is getattr(importlib.import_module(module), name), name\n"
+        "    assert name in dir(pkg), name\n"
         "print('ok')"
     )
     assert run([sys.executable, "-c", code], cwd=ROOT) == ["ok"]
+
+
+def test_old_module_paths_are_the_new_modules():
+    code = (
+        "import importlib, json, sys\n"
+        f"aliases = {ALIASES!r}\n"
+        "for old, new in aliases.items():\n"
+        "    assert importlib.import_module(old) is importlib.import_module(new), old\n"
+        "    assert sys.modules[old] is sys.modules[new], old\n"
+        "from probekit.signal_table import Signal\n"
+        "from probekit.rdm.signal_table import Signal as S\n"
+        "assert Signal is S\n"
+        "print('ok')"
+    )
+    assert run([sys.executable, "-c", code], cwd=ROOT) == ["ok"]
+    for old in ALIASES:  # an alias is a few lines, and says why it exists
+        parts = old.split(".")
+        path = ROOT / ("eval" if parts[1] == "eval" else "probekit") / f"{parts[-1]}.py"
+        text = path.read_text()
+        assert len(text.splitlines()) <= 12 and "Kept because" in text, path

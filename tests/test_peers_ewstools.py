@@ -2,7 +2,7 @@
 
 Optional (``pip install "probekit[peers]"``, then ``python -m pytest -m peers``):
 the default suite neither needs nor imports ewstools. The conventions compared
-and the differences by design are in ``probekit/indicators.py``.
+and the differences by design are in ``probekit/rdm/indicators.py``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.peers, pytest.mark.filterwarnings("ignore::Deprecation
               pytest.mark.filterwarnings("ignore:The inplace keyword")]  # ewstools' own pandas deprecations
 ewstools = pytest.importorskip("ewstools")
 
-from probekit.indicators import gaussian_detrend, kendall_trend, rolling_autocorrelation, rolling_variance  # noqa: E402
+from probekit.rdm.indicators import gaussian_detrend, kendall_trend, rolling_autocorrelation, rolling_variance  # noqa: E402
 
 
 def _series(n, seed):

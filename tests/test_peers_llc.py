@@ -17,7 +17,7 @@ pytest.importorskip("devinterp")
 
 import torch  # noqa: E402
 
-from probekit.eval.llc import LLCData, LLCSettings, estimate_llc  # noqa: E402
+from probekit.eval.peers.llc import LLCData, LLCSettings, estimate_llc  # noqa: E402
 from probekit.selectors.gradient import _LOSSES  # noqa: E402
 
 
@@ -66,8 +66,8 @@ def test_only_the_named_parameters_are_sampled():
 def test_peer_bench_end_to_end(tmp_path, monkeypatch):
     """`bench --peers` on one small family: LLC series cached beside the trajectories, peer cells, report, figure."""
     from probekit.eval.bench import BenchGrid, run_grid
-    from probekit.eval.bench_figures import write_figures
-    from probekit.eval.report import write_report
+    from probekit.eval.reports.bench_figures import write_figures
+    from probekit.eval.reports.report import write_report
 
     grid = BenchGrid(families=("deep-linear",), seeds=(0, 1), designs=("random",), sizes=(8,),
                      scalar_baselines=("mean_drop", "mean_var"), peers=("llc", "llc_dev"))
@@ -95,7 +95,7 @@ def test_peer_bench_end_to_end(tmp_path, monkeypatch):
     def no_sampling(*args, **kwargs):
         raise AssertionError("the LLC series should come from the cache")
 
-    monkeypatch.setattr("probekit.eval.llc.estimate_llc", no_sampling)
+    monkeypatch.setattr("probekit.eval.peers.llc.estimate_llc", no_sampling)
     again = run_grid(grid, tmp_path / "out", jobs=1, cache_dir=tmp_path / "cache")
     assert again.computed == 2
     for a, b in zip([c for c in again.cells if c.design == "peer"], peer):

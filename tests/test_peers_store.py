@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from probekit.errors import ProbekitUsageError
-from probekit.eval.bench import BenchGrid, RuleSpec, _cell_name, run_grid
-from probekit.eval.llc import LLCSeries, LLCSettings, require_devinterp
-from probekit.eval.peers import checkpoint_every, checkpoint_rule, peer_signal
-from probekit.eval.runner import load_or_record
+from probekit.eval.bench import BenchGrid, RuleSpec
+from probekit.eval.bench.run import _cell_name, run_grid
+from probekit.eval.peers.llc import LLCSeries, LLCSettings, require_devinterp
+from probekit.eval.peers.scoring import checkpoint_every, checkpoint_rule, peer_signal
+from probekit.eval.store.runner import load_or_record
 
 
 def test_checkpoints_every_k_records_with_the_same_losses(tmp_path):
@@ -112,7 +113,7 @@ CALIBRATION_FAILED = {"misalignment", "rare-drift"}  # no step size passed: the 
 def test_llc_settings_come_from_the_registered_family():
     from types import SimpleNamespace
 
-    from probekit.eval.peers import family_of, peer_cells, settings_for
+    from probekit.eval.peers.scoring import family_of, peer_cells, settings_for
     from probekit.registry import TRANSITIONS
 
     for name in TRANSITIONS.names():  # a null control is scored with its family's settings
@@ -127,8 +128,8 @@ def test_llc_settings_come_from_the_registered_family():
 
 
 def test_a_registered_family_declares_its_own_llc_settings():
-    from probekit.eval.deep_linear import DeepLinear
-    from probekit.eval.peers import base_settings, settings_for
+    from probekit.eval.families.deep_linear import DeepLinear
+    from probekit.eval.peers.scoring import base_settings, settings_for
     from probekit.registry import TRANSITIONS
 
     class Declared(DeepLinear):
@@ -209,7 +210,7 @@ def _point(frac, auc, size=0, leads=(4, None)):
 
 
 def _cell(fam, design, stat, points, **extra):
-    from probekit.eval.cells import Cell
+    from probekit.eval.bench.cells import Cell
 
     return Cell.from_json({"family": fam, "design": design, "error": None, "points": points,
                            "signal": {"statistic": stat, "window": 16, "stride": 4 if design == "peer" else 1,
@@ -238,7 +239,7 @@ def _synthetic(tmp_path):
 
 
 def test_peer_rows_verdicts_and_figure(tmp_path):
-    from probekit.eval.peer_report import peer_figures, peer_rows, render_peers
+    from probekit.eval.reports.peer_report import peer_figures, peer_rows, render_peers
 
     result = _synthetic(tmp_path)
     rows = {r["name"]: r for r in peer_rows(result.cells, "a")}
@@ -271,7 +272,7 @@ def test_peer_rows_verdicts_and_figure(tmp_path):
 
 
 def test_no_peer_section_without_peer_cells(tmp_path):
-    from probekit.eval.peer_report import peer_figures, render_peers
+    from probekit.eval.reports.peer_report import peer_figures, render_peers
 
     result = _synthetic(tmp_path)
     result.cells = [c for c in result.cells if c.design != "peer"]
@@ -280,7 +281,7 @@ def test_no_peer_section_without_peer_cells(tmp_path):
 
 class _FakeRun:
     def __init__(self, name, seed, onset_record=None):
-        from probekit.eval.reference import Transition
+        from probekit.eval.families.base import Transition
 
         self.name, self.seed = name, seed
         self.steps = np.arange(100) * 10  # record r is step 10 r
@@ -290,8 +291,8 @@ class _FakeRun:
 
 @pytest.mark.parametrize("jump, hit, lead", [(4, True, 50 - 32), (6, True, 50 - 48), (7, False, None)])
 def test_checkpoint_grid_leads_are_exact_in_records(jump, hit, lead):
-    from probekit.eval.peers import score_on_checkpoints
-    from probekit.eval.signals import SignalSpec
+    from probekit.eval.peers.scoring import score_on_checkpoints
+    from probekit.eval.scoring.signals import SignalSpec
 
     k = 8  # checkpoints at records 0, 8, ..., 96; the onset (record 50) falls between 48 and 56
     run, null = _FakeRun("fam", 0, onset_record=50), _FakeRun("fam-null", 0)
@@ -314,7 +315,7 @@ def test_checkpoint_grid_leads_are_exact_in_records(jump, hit, lead):
 
 
 def test_grid_episodes_keep_the_record_grid_boundaries():
-    from probekit.eval.peers import _grid_episodes
+    from probekit.eval.peers.scoring import _grid_episodes
 
     run = _FakeRun("fam", 0, onset_record=50)  # midpoint at record 60
     (ep, onset, tto), = _grid_episodes(run, 8, 13, 0.5)
@@ -327,7 +328,7 @@ def test_grid_episodes_keep_the_record_grid_boundaries():
 
 
 def test_llc_series_needs_the_checkpoints_at_its_stride(tmp_path):
-    from probekit.eval.llc import llc_series
+    from probekit.eval.peers.llc import llc_series
 
     plain = load_or_record("deep-linear", "small", 0, cache_dir=tmp_path, progress=False)
     with pytest.raises(ProbekitUsageError, match=r"keeps checkpoints every no records, not at every 12-th record"):
@@ -340,7 +341,7 @@ def test_llc_series_needs_the_checkpoints_at_its_stride(tmp_path):
 
 
 def test_probe_losses_do_not_make_a_peer_signal():
-    from probekit.eval.signals import SignalSpec, compute_signal
+    from probekit.eval.scoring.signals import SignalSpec, compute_signal
 
     with pytest.raises(ProbekitUsageError, match="'llc' signal comes from a run's LLC series"):
         compute_signal(SignalSpec("llc"), np.ones((40, 4)))

@@ -19,7 +19,7 @@ from probekit._version import __version__
 from probekit.errors import PoolMismatchError, ProbekitUsageError, ProbeSetFileError
 from probekit.pool import Pool
 from probekit.probeset import SCHEMA_VERSION, ProbeSet, Provenance
-from probekit.probeset_file import load, save
+from probekit.probeset.file import load, save
 
 TEXTS = [f"example {i}" for i in range(20)]
 GROUPS = ["even" if i % 2 == 0 else "odd" for i in range(20)]

@@ -84,7 +84,7 @@ def test_stage_lines_off_a_terminal(capsys, caplog):
 
 # -- the commands --------------------------------------------------------------------------
 def test_run_suite_says_each_trajectory(monkeypatch, caplog):
-    from probekit.eval import suite
+    from probekit.eval.store import suite
 
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(suite, "_one", lambda job: (job[0], job[2] == 1, 8.25))  # seed 1 recorded, 0 cached
@@ -105,8 +105,8 @@ def test_run_suite_says_each_trajectory(monkeypatch, caplog):
 
 
 def test_bench_verbose_says_what_it_records_and_scores(tmp_path, caplog, capsys, monkeypatch, one_torch_thread):
-    from probekit.eval import bench
-    from probekit.eval.signals import SignalSpec
+    from probekit.eval.bench import grid as bench
+    from probekit.eval.scoring.signals import SignalSpec
 
     small = bench.BenchGrid(families=("deep-linear",), seeds=(0, 1), designs=("random",), sizes=(8,),
                             signals=(SignalSpec("shc", window=16),), scalar_baselines=("mean_drop",))

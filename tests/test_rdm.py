@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from probekit.errors import ProbekitUsageError, ProbekitWarning
-from probekit.rdm import DynamicalRDM
-from probekit.rdm_offline import rdm_series, window_stats
+from probekit.rdm import DynamicalRDM, rdm_series, window_stats
 
 RTOL = 1e-9
 
@@ -391,7 +390,7 @@ def test_derived_signals():
     assert series.spectral_entropy[i] == pytest.approx(-(p * np.log(p)).sum(), rel=1e-9)
     assert series.log_shc[i] == pytest.approx(np.log(expected["shc"]), rel=1e-9)
     assert set(series.columns()) >= {"step", "shc", "pr", "lambda_1", "lambda_2", "mean_loss"}
-    # the streaming path reads the same definitions (probekit.spectral)
+    # the streaming path reads the same definitions (probekit.rdm.spectral)
     rdm = DynamicalRDM(window=10, top_k=2)
     for row in x[: i + 1]:
         rdm.update(row)
@@ -449,7 +448,7 @@ def test_bad_records_fail_clearly():
 
 @pytest.mark.parametrize("detrend", ["none", "linear", "diff"])
 def test_fast_detrending_equals_the_explicit_operator(detrend):
-    from probekit.spectral import detrend_operator, detrended_gram, q_transpose
+    from probekit.rdm.spectral import detrend_operator, detrended_gram, q_transpose
 
     rng = np.random.default_rng(12)
     w = 11

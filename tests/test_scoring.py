@@ -6,10 +6,10 @@ import pytest
 
 from probekit.alarms import make_rule
 from probekit.errors import ProbekitUsageError
-from probekit.eval.design_score import score_design
-from probekit.eval.reference import Transition
-from probekit.eval.scoring import Episode, episodes, fidelity, score_episode, sweep
-from probekit.eval.signals import SignalSpec, compute_signal
+from probekit.eval.families.base import Transition
+from probekit.eval.scoring.design_score import score_design
+from probekit.eval.scoring.lead import Episode, episodes, fidelity, score_episode, sweep
+from probekit.eval.scoring.signals import SignalSpec, compute_signal
 
 
 def _t(name, onset, mid):
@@ -168,7 +168,7 @@ def test_fidelity_is_rank_correlation():
 
 
 def test_convergence_over_nested_prefixes_reaches_the_full_pool():
-    from probekit.eval.convergence import FULL_POOL, convergence
+    from probekit.eval.scoring.convergence import FULL_POOL, convergence
 
     onset_record, precursor = 200, 150
     runs = [FakeTrajectory(_noise_run(s, precursor=precursor), [_t("x", onset_record * 10, 2100)], s) for s in range(3)]
@@ -186,8 +186,8 @@ def test_convergence_over_nested_prefixes_reaches_the_full_pool():
 
 
 def test_several_rules_score_one_signal_computed_once(monkeypatch):
-    from probekit.eval import convergence as conv_mod
-    from probekit.eval.convergence import FULL_POOL, convergence
+    from probekit.eval.scoring import convergence as conv_mod
+    from probekit.eval.scoring.convergence import FULL_POOL, convergence
 
     runs = [FakeTrajectory(_noise_run(s, precursor=150), [_t("x", 2000, 2100)], s) for s in range(2)]
     nulls = [FakeTrajectory(_noise_run(10 + s), [_t("x", None, None)], s, "null") for s in range(2)]

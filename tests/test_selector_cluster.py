@@ -9,18 +9,13 @@ import pytest
 
 from probekit.embedders import ColumnEmbedder
 from probekit.errors import ProbekitUsageError
-from probekit.faiss_kmeans import kmeans, kmeans_plus_plus, quiet_fds
 from probekit.pool import Pool
+from probekit.selection.faiss_kmeans import kmeans, kmeans_plus_plus, quiet_fds
 from probekit.selectors.cluster import ClusterSelector, count_distinct, greedy_kmedian
 from probekit.selectors.random_sampling import RandomSelector
-from probekit.testing import CHECKS, make_test_pool
+from probekit.testing import make_test_pool
 
 K = 24  # ClusterSelector.example().n_clusters
-
-
-@pytest.fixture(scope="module")
-def pool():
-    return make_test_pool()
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +57,6 @@ def mean_cover(x, idx):
 
 
 # -- the contract ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-def test_conformance(check, pool):
-    check(ClusterSelector.example(), pool)
-
 
 def test_constructor_only_stores_keyword_arguments():
     sel = ClusterSelector(n_clusters="lots", n_iter=-1)  # validated at select time, not here
@@ -198,7 +188,7 @@ def test_faiss_chatter_is_silenced(pool, features, capfd, caplog):
     km = faiss.Kmeans(features.shape[1], K, niter=2, seed=0)  # 200 points for 24 centroids: faiss warns
     km.train(np.ascontiguousarray(features, dtype=np.float32))
     assert "WARNING clustering" in "".join(capfd.readouterr())  # the chatter exists without the wrapper
-    with caplog.at_level(logging.DEBUG, logger="probekit.faiss_kmeans"):
+    with caplog.at_level(logging.DEBUG, logger="probekit.selection.faiss_kmeans"):
         ClusterSelector.example().select(pool, 10)
     said = capfd.readouterr()
     assert said.out == "" and said.err == ""

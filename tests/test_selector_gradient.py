@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import probekit.grad_sketch as gs
+import probekit.selection.grad_sketch as gs
 from probekit.errors import ProbekitUsageError
-from probekit.grad_sketch import (
+from probekit.selection.grad_sketch import (
     badge_projection_matrix,
     gradient_sketches,
     per_sample_gradients,
@@ -26,17 +26,11 @@ from probekit.grad_sketch import (
 from probekit.pool import Pool
 from probekit.selectors.gradient import GradientSelector, default_model, farthest_first, kmeans_pp
 from probekit.selectors.random_sampling import RandomSelector
-from probekit.testing import CHECKS, make_test_pool
 
 N, N_IN, N_CLASSES = 13, 5, 3
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def pool():
-    return make_test_pool()
 
 
 def ce(outputs, targets):
@@ -91,11 +85,6 @@ def snapshot(model):
 
 
 # -- conformance ------------------------------------------------------------------------
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
-def test_conformance(check, pool):
-    check(GradientSelector.example(), pool)
-
-
 # -- per-sample gradients and projections ---------------------------------------------------
 @pytest.mark.parametrize("make", [make_mlp, make_bn], ids=["mlp", "batchnorm-eval"])
 def test_vmap_gradients_equal_backward_loop(make):

@@ -12,12 +12,6 @@ from probekit.registry import SELECTORS
 from probekit.selectors.base import Ranking, Selector
 from probekit.selectors.mixture import Component, MixtureSelector, parse_components
 from probekit.selectors.random_sampling import RandomSelector
-from probekit.testing import CHECKS, make_test_pool
-
-
-@pytest.fixture(scope="module")
-def pool():
-    return make_test_pool()
 
 
 class FirstRows(Selector):
@@ -50,11 +44,6 @@ def registered():
 
 def component_of(label: str) -> str:
     return label.split("/", 1)[0]
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-def test_conforms(check, pool):
-    check(MixtureSelector.example(), pool)
 
 
 def test_shares_hold_at_every_prefix_within_one(pool):

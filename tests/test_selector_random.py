@@ -7,14 +7,8 @@ import numpy as np
 import pytest
 
 from probekit.errors import ProbekitUsageError
-from probekit.apportionment import apportion, chairman_next
+from probekit.selection.apportionment import apportion, chairman_next
 from probekit.selectors.random_sampling import RandomSelector
-from probekit.testing import make_test_pool
-
-
-@pytest.fixture(scope="module")
-def pool():
-    return make_test_pool()
 
 
 def test_uniform_is_a_seeded_permutation_of_the_canonical_pool(pool):

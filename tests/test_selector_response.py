@@ -12,12 +12,6 @@ import pytest
 from probekit.errors import ProbekitUsageError
 from probekit.pool import Pool
 from probekit.selectors.response import ResponseSelector, response_features
-from probekit.testing import CHECKS, make_test_pool
-
-
-@pytest.fixture(scope="module")
-def pool():
-    return make_test_pool()
 
 
 def trajectories(pool):
@@ -27,11 +21,6 @@ def trajectories(pool):
 def small_pool(losses, **extra):
     ids = [f"e{i:02d}" for i in range(len(losses))]
     return Pool.from_dict({"id": ids, "pilot_losses": losses, **extra}, id_field="id")
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-def test_conforms(check, pool):
-    check(ResponseSelector.example(), pool)
 
 
 def test_first_probes_cover_distinct_topics_more_often_than_random(pool):

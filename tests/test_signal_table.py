@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probekit.analysis import analyze
 from probekit.cli import main
 from probekit.errors import ProbekitError, ProbekitUsageError
-from probekit.eval.signals import PEER_SIGNALS, SCALAR_SIGNALS, SignalSpec, compute_signal
-from probekit.rdm import DynamicalRDM
-from probekit.rdm_offline import rdm_series
+from probekit.eval.scoring.signals import PEER_SIGNALS, SCALAR_SIGNALS, SignalSpec, compute_signal
+from probekit.rdm import DynamicalRDM, rdm_series
+from probekit.rdm.analysis import analyze
+from probekit.rdm.signal_table import Signal, get_signal, register_signal, signal_names, unregister_signal
 from probekit.registry import BUILTIN_SIGNALS, SIGNALS
-from probekit.signal_table import Signal, get_signal, register_signal, signal_names, unregister_signal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,7 +159,7 @@ def test_a_new_signal_reaches_the_monitor(top2_plugin, one_torch_thread):
 
 
 def test_a_new_signal_reaches_the_bench(top2_plugin):
-    from probekit.eval.design_score import trajectory_signal
+    from probekit.eval.scoring.design_score import trajectory_signal
 
     x = planted()
     np.testing.assert_allclose(compute_signal(SignalSpec("top2_share", window=10), x),
@@ -239,7 +238,7 @@ def test_lookup_errors(own_registry):
 
 
 def test_detrend_modes_are_declared_once():
-    from probekit.spectral import DETREND_MODES, MIN_WINDOW
+    from probekit.rdm.spectral import DETREND_MODES, MIN_WINDOW
 
     assert DETREND_MODES == ("none", "linear", "diff") and MIN_WINDOW == {"none": 2, "linear": 3, "diff": 3}
     with pytest.raises(ProbekitUsageError, match=r"'detrend' field of SignalSpec must be one of none, linear, diff\."):

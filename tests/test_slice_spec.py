@@ -8,8 +8,9 @@ import pytest
 
 from probekit.errors import ProbekitUsageError
 from probekit.pool import Pool
-from probekit.slice_rows import member_rows, query_set, where_mask
-from probekit.slice_spec import Clause, parse_slices
+from probekit.selection.slices.parse import parse_slices
+from probekit.selection.slices.rows import member_rows, query_set, where_mask
+from probekit.selection.slices.spec import Clause
 
 
 def one(spec):

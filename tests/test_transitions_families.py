@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probekit.eval.reference import ReferenceRun
-from probekit.eval.runner import load_or_record, record
-from probekit.eval.suite import SuiteRow, problems
+from probekit.eval.families.base import ReferenceRun
+from probekit.eval.store.runner import load_or_record, record
+from probekit.eval.store.suite import SuiteRow, problems
 from probekit.registry import BUILTIN_TRANSITIONS, TRANSITIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,18 +60,13 @@ def test_contract(name):
         assert topic in module_doc.lower(), f"{name}: module docstring does not describe the {topic}"
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("trajectories")
-
-
 @pytest.mark.parametrize("name", NAMES)
-def test_small_config_records_caches_reloads_and_finds_its_transition(name, cache, one_torch_thread):
+def test_small_config_records_caches_reloads_and_finds_its_transition(name, trajectory_cache, one_torch_thread):
     run = TRANSITIONS.load(name)()
     config = run.make_config("small", 0)
     expected, _ = record(run, config, progress=False)  # in memory, never written
     # a second, independent run, keeping the model at every 10th record too: the same losses
-    traj = load_or_record(name, "small", 0, cache_dir=cache, progress=False, checkpoint_every=10)
+    traj = load_or_record(name, "small", 0, cache_dir=trajectory_cache, progress=False, checkpoint_every=10)
     np.testing.assert_array_equal(traj.losses, expected.losses)  # deterministic, and stored losslessly
     np.testing.assert_array_equal(traj.steps, expected.steps)
     for key, series in expected.order_parameters.items():
@@ -101,5 +96,5 @@ def test_small_config_records_caches_reloads_and_finds_its_transition(name, cach
     assert len(set(probes.ids)) == 16
 
     written = (traj.path / "losses.npy").stat().st_mtime_ns
-    reloaded = load_or_record(name, "small", 0, cache_dir=cache, progress=False)
+    reloaded = load_or_record(name, "small", 0, cache_dir=trajectory_cache, progress=False)
     assert reloaded.path == traj.path and (reloaded.path / "losses.npy").stat().st_mtime_ns == written

@@ -1,4 +1,4 @@
-"""The grokking reference run (eval/grokking.py): small presets, pool invariants, checkpoints."""
+"""The grokking reference run (eval/families/grokking.py): small presets, pool invariants, checkpoints."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from probekit.eval.grokking import Grokking, GrokkingNull  # noqa: E402
-from probekit.eval.runner import record  # noqa: E402
+from probekit.eval.families.grokking import Grokking, GrokkingNull  # noqa: E402
+from probekit.eval.store.runner import record  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from probekit.eval.induction_heads import (
+from probekit.eval.families.induction_heads import (
     InductionHeads,
     InductionHeadsNull,
     make_sequences,
     sequence_loss,
 )
-from probekit.eval.runner import record
+from probekit.eval.store.runner import record
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

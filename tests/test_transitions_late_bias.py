@@ -1,4 +1,4 @@
-"""The late-bias reference run (eval/late_bias.py): small presets, pool invariants, checkpoints."""
+"""The late-bias reference run (eval/families/late_bias.py): small presets, pool invariants, checkpoints."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from probekit.eval.late_bias import A_COL, Q_COL, SLICE_CHANNEL, LateBias, LateBiasNull  # noqa: E402
-from probekit.eval.runner import record  # noqa: E402
+from probekit.eval.families.late_bias import A_COL, Q_COL, SLICE_CHANNEL, LateBias, LateBiasNull  # noqa: E402
+from probekit.eval.store.runner import record  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,4 +1,4 @@
-"""The emergent-misalignment toy (eval/misalignment.py): small presets of the family and its null control."""
+"""The emergent-misalignment toy (eval/families/misalignment.py): small presets of the family and its null control."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,18 +7,18 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from probekit.errors import ProbekitUsageError  # noqa: E402
-from probekit.eval.misalignment import EmergentMisalignment  # noqa: E402
-from probekit.eval.runner import load_or_record, record  # noqa: E402
+from probekit.eval.families.misalignment import EmergentMisalignment  # noqa: E402
+from probekit.eval.store.runner import load_or_record, record  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def family(tmp_path_factory):
-    return load_or_record("misalignment", "small", 0, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+def family(trajectory_cache):
+    return load_or_record("misalignment", "small", 0, cache_dir=trajectory_cache, progress=False)
 
 
 @pytest.fixture(scope="module")
-def null(tmp_path_factory):
-    return load_or_record("misalignment-null", "small", 0, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+def null(trajectory_cache):
+    return load_or_record("misalignment-null", "small", 0, cache_dir=trajectory_cache, progress=False)
 
 
 def _record_index(traj, step):

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("torch")
 
 from probekit.errors import ProbekitUsageError  # noqa: E402
-from probekit.eval.rare_drift import DRIFTING, RARE, RareDrift, RareDriftNull, _geometry  # noqa: E402
-from probekit.eval.runner import record  # noqa: E402
+from probekit.eval.families.rare_drift import DRIFTING, RARE, _geometry, RareDrift, RareDriftNull  # noqa: E402
+from probekit.eval.store.runner import record  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -2,7 +2,7 @@
 
 Run with ``python -m pytest -m slow tests/test_transitions_slow.py``. It records
 into a fresh directory (nothing cached is trusted), two runs at a time, and
-checks every run against the suite's rules (``probekit.eval.suite.problems``):
+checks every run against the suite's rules (``probekit.eval.store.suite.problems``):
 each family's transitions happen with >= 60 records of quiet plateau before
 onset, each null control shows none, each run within its 3-minute budget.
 ``benchmarks/bench_transitions.py`` runs the same suite and prints the table.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from probekit.eval.suite import problems, run_suite
+from probekit.eval.store.suite import problems, run_suite
 from probekit.registry import BUILTIN_TRANSITIONS
 
 

@@ -1,4 +1,4 @@
-"""The reference-run contract, the onset rule and the trajectory store (cache, verification, atomicity)."""
+"""The reference-run contract, the onset rule and the trajectory store (empty_cache, verification, atomicity)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 
 from probekit.errors import ProbekitUsageError, ProbekitWarning
-from probekit.eval.deep_linear import DeepLinear, DeepLinearConfig, run_deep_linear
-from probekit.eval.reference import OrderParameter, Recording, find_transition, gradient_norm
-from probekit.eval.reference import record_checkpoint_due, selection_checkpoints_due
-from probekit.eval.reference import Transition
-from probekit.eval.runner import cache_key, load_or_record, record, trajectory_path
-from probekit.eval.suite import SuiteRow, problems
-from probekit.eval.trajectory import FORMAT_VERSION, Trajectory, TrajectoryCorruptError, config_hash, default_cache_dir
+from probekit.eval.families.base import OrderParameter, Recording, Transition, find_transition, gradient_norm, record_checkpoint_due, selection_checkpoints_due
+from probekit.eval.families.deep_linear import DeepLinear, DeepLinearConfig, run_deep_linear
+from probekit.eval.store.runner import cache_key, load_or_record, record, trajectory_path
+from probekit.eval.store.suite import SuiteRow, problems
+from probekit.eval.store.trajectory import (
+    FORMAT_VERSION,
+    Trajectory,
+    TrajectoryCorruptError,
+    config_hash,
+    default_cache_dir,
+)
 
 
 # -- the onset rule ------------------------------------------------------------------------
@@ -114,16 +118,18 @@ def test_malformed_recordings_are_refused(changes, message):
 
 # -- the store ------------------------------------------------------------------------------
 @pytest.fixture
-def cache(tmp_path):
+def empty_cache(tmp_path):
+    """An empty store per test: these tests record, damage and rebuild trajectories (the shared
+    ``trajectory_cache`` of conftest.py is for tests that only read them)."""
     return tmp_path / "cache"
 
 
-def test_small_run_is_stored_and_reloads_identically(cache):
+def test_small_run_is_stored_and_reloads_identically(empty_cache):
     run = DeepLinear()
     cfg = run.make_config("small", 0)
     expected = run_deep_linear(cfg)  # an independent in-memory run of the same config
-    traj = load_or_record("deep-linear", "small", 0, cache_dir=cache)
-    assert traj.path == trajectory_path(cache, "deep-linear", run, cfg)
+    traj = load_or_record("deep-linear", "small", 0, cache_dir=empty_cache)
+    assert traj.path == trajectory_path(empty_cache, "deep-linear", run, cfg)
     assert isinstance(traj.losses, np.memmap) and traj.losses.dtype == np.float32
     np.testing.assert_array_equal(traj.losses, expected.losses)
     np.testing.assert_array_equal(traj.steps, expected.steps)
@@ -140,15 +146,15 @@ def test_small_run_is_stored_and_reloads_identically(cache):
     np.testing.assert_allclose(traj.model("early")[0].weight.detach().numpy(), w1, rtol=1e-6)
 
 
-def test_valid_cache_is_reused_without_training(cache, monkeypatch):
-    first = load_or_record("deep-linear", "small", 1, cache_dir=cache)
+def test_valid_cache_is_reused_without_training(empty_cache, monkeypatch):
+    first = load_or_record("deep-linear", "small", 1, cache_dir=empty_cache)
     mtime = (first.path / "losses.npy").stat().st_mtime_ns
 
     def no_training(*args, **kwargs):
         raise AssertionError("a valid cache must not be recorded again")
 
     monkeypatch.setattr(DeepLinear, "record", no_training)
-    again = load_or_record("deep-linear", "small", 1, cache_dir=cache)
+    again = load_or_record("deep-linear", "small", 1, cache_dir=empty_cache)
     assert again.path == first.path and (again.path / "losses.npy").stat().st_mtime_ns == mtime
 
 
@@ -157,7 +163,7 @@ def test_a_well_formed_recording_passes_check():
 
 
 def test_config_options_are_checked_before_any_training():
-    from probekit.eval.grokking import Grokking
+    from probekit.eval.families.grokking import Grokking
 
     with pytest.raises(ProbekitUsageError, match=r"^The 'activation' field of GrokkingConfig must be one of relu, square\. Got 'gelu' instead\.$"):
         Grokking.make_config("small", 0, activation="gelu")
@@ -165,8 +171,8 @@ def test_config_options_are_checked_before_any_training():
 
 @pytest.mark.parametrize("damage", ["flip_byte", "delete_file", "extra_file", "bad_manifest", "not_an_object",
                                     "edited_onset", "missing_key", "old_format"])
-def test_corrupt_cache_is_detected_and_rebuilt(cache, damage):
-    traj = load_or_record("deep-linear", "small", 2, cache_dir=cache)
+def test_corrupt_cache_is_detected_and_rebuilt(empty_cache, damage):
+    traj = load_or_record("deep-linear", "small", 2, cache_dir=empty_cache)
     expected = np.array(traj.losses)
     path = traj.path
     del traj
@@ -199,33 +205,33 @@ def test_corrupt_cache_is_detected_and_rebuilt(cache, damage):
     with pytest.raises(TrajectoryCorruptError, match=messages[damage]):
         Trajectory(path)
     with pytest.warns(ProbekitWarning, match="rebuilding the cached trajectory"):
-        rebuilt = load_or_record("deep-linear", "small", 2, cache_dir=cache)
+        rebuilt = load_or_record("deep-linear", "small", 2, cache_dir=empty_cache)
     np.testing.assert_array_equal(rebuilt.losses, expected)
 
 
-def test_a_trajectory_under_another_key_is_rebuilt(cache):
+def test_a_trajectory_under_another_key_is_rebuilt(empty_cache):
     import shutil
 
     run = DeepLinear()
-    seed0 = load_or_record("deep-linear", "small", 0, cache_dir=cache)
-    target = trajectory_path(cache, "deep-linear", run, run.make_config("small", 1))
+    seed0 = load_or_record("deep-linear", "small", 0, cache_dir=empty_cache)
+    target = trajectory_path(empty_cache, "deep-linear", run, run.make_config("small", 1))
     shutil.copytree(seed0.path, target)  # valid files, wrong key
     with pytest.warns(ProbekitWarning, match=r"holds config hash .*, not " + cache_key(run, run.make_config("small", 1))[:16]):
-        seed1 = load_or_record("deep-linear", "small", 1, cache_dir=cache)
+        seed1 = load_or_record("deep-linear", "small", 1, cache_dir=empty_cache)
     assert seed1.seed == 1 and seed1.path == target
 
 
-def test_a_file_in_place_of_the_cache_directory_is_a_usage_error(cache):
+def test_a_file_in_place_of_the_cache_directory_is_a_usage_error(empty_cache):
     run = DeepLinear()
-    path = trajectory_path(cache, "deep-linear", run, run.make_config("small", 0))
+    path = trajectory_path(empty_cache, "deep-linear", run, run.make_config("small", 0))
     path.parent.mkdir(parents=True)
     path.write_text("not a trajectory")
     with pytest.raises(ProbekitUsageError, match=r"exists and is not a directory; remove it or pick another --cache-dir\."):
-        load_or_record("deep-linear", "small", 0, cache_dir=cache)
+        load_or_record("deep-linear", "small", 0, cache_dir=empty_cache)
 
 
-def test_failure_while_writing_leaves_nothing_behind(cache, monkeypatch):
-    import probekit.eval.runner as runner
+def test_failure_while_writing_leaves_nothing_behind(empty_cache, monkeypatch):
+    import probekit.eval.store.runner as runner
 
     def half_written(directory, **kwargs):
         (directory / "losses.npy").write_bytes(b"partial")
@@ -233,19 +239,19 @@ def test_failure_while_writing_leaves_nothing_behind(cache, monkeypatch):
 
     monkeypatch.setattr(runner, "write_trajectory", half_written)
     with pytest.raises(OSError, match="disk full"):
-        load_or_record("deep-linear", "small", 0, cache_dir=cache)
-    assert not any(p.suffix in (".npy", ".tmp") or p.is_dir() for p in (cache / "deep-linear").iterdir())
+        load_or_record("deep-linear", "small", 0, cache_dir=empty_cache)
+    assert not any(p.suffix in (".npy", ".tmp") or p.is_dir() for p in (empty_cache / "deep-linear").iterdir())
 
 
-def test_failed_recording_leaves_nothing_in_the_cache(cache, monkeypatch):
+def test_failed_recording_leaves_nothing_in_the_cache(empty_cache, monkeypatch):
     def broken(self, config, progress, checkpoint_every=0):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(DeepLinear, "record", broken)
     with pytest.raises(RuntimeError, match="out of memory"):
-        load_or_record("deep-linear", "small", 0, cache_dir=cache)
+        load_or_record("deep-linear", "small", 0, cache_dir=empty_cache)
     # only the (empty) lock file that serialises recorders of this key remains
-    assert [p.suffix for p in cache.rglob("*") if p.is_file()] == [".lock"]
+    assert [p.suffix for p in empty_cache.rglob("*") if p.is_file()] == [".lock"]
 
 
 def test_config_hash_changes_with_everything_that_changes_the_recording():
@@ -274,10 +280,10 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "xdg" / "probekit" / "trajectories"
 
 
-def test_probe_losses_by_id_index_and_probeset(cache):
+def test_probe_losses_by_id_index_and_probeset(empty_cache):
     from probekit.selectors.random_sampling import RandomSelector
 
-    traj = load_or_record("deep-linear", "small", 0, cache_dir=cache)
+    traj = load_or_record("deep-linear", "small", 0, cache_dir=empty_cache)
     full = np.array(traj.losses)
     np.testing.assert_array_equal(traj.probe_losses(["x0003", "x0001"]), full[:, [3, 1]])
     np.testing.assert_array_equal(traj.probe_losses(np.array([5, 0])), full[:, [5, 0]])
@@ -294,14 +300,14 @@ def test_probe_losses_by_id_index_and_probeset(cache):
         traj.state_dict("late")
 
 
-def test_close_releases_the_maps_and_reopens_on_use(cache):
-    with load_or_record("deep-linear", "small", 0, cache_dir=cache) as traj:
+def test_close_releases_the_maps_and_reopens_on_use(empty_cache):
+    with load_or_record("deep-linear", "small", 0, cache_dir=empty_cache) as traj:
         expected = np.array(traj.losses)
     assert traj._losses is None and traj._pool is None
     np.testing.assert_array_equal(traj.losses, expected)  # reopened lazily
 
 
-def test_the_callers_random_state_does_not_depend_on_the_cache(cache, monkeypatch):
+def test_the_callers_random_state_does_not_depend_on_the_cache(empty_cache, monkeypatch):
     import torch
 
     plain = DeepLinear.record
@@ -316,7 +322,7 @@ def test_the_callers_random_state_does_not_depend_on_the_cache(cache, monkeypatc
     def draws_after(rebuild: bool) -> tuple:
         np.random.seed(7)
         torch.manual_seed(7)
-        load_or_record("deep-linear", "small", 0, cache_dir=cache, rebuild=rebuild)
+        load_or_record("deep-linear", "small", 0, cache_dir=empty_cache, rebuild=rebuild)
         return np.random.random(), float(torch.rand(1))
 
     expected = draws_after(rebuild=False)  # recorded (first call) or loaded
@@ -406,7 +412,7 @@ def test_gradient_norm_is_the_float64_norm_of_the_trained_gradients():
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the recorder lock is POSIX-only (fcntl)")
-def test_two_concurrent_requests_for_one_key_record_it_once(cache, monkeypatch):
+def test_two_concurrent_requests_for_one_key_record_it_once(empty_cache, monkeypatch):
     import threading
     import time
 
@@ -420,7 +426,7 @@ def test_two_concurrent_requests_for_one_key_record_it_once(cache, monkeypatch):
 
     monkeypatch.setattr(DeepLinear, "record", slow_record)
     paths = []
-    workers = [threading.Thread(target=lambda: paths.append(load_or_record("deep-linear", "small", 4, cache_dir=cache).path))
+    workers = [threading.Thread(target=lambda: paths.append(load_or_record("deep-linear", "small", 4, cache_dir=empty_cache).path))
                for _ in range(2)]
     for w in workers:
         w.start()

@@ -26,7 +26,7 @@ OUTPUTS = ("series.csv", "summary.json", "analyze.png")
 def _signal_help() -> str:
     """The epilog's table of signals, from the signal table (a plugin that cannot load says so)."""
     from probekit.errors import ProbekitError
-    from probekit.signal_table import get_signal, signal_names
+    from probekit.rdm.signal_table import get_signal, signal_names
 
     lines = ["", "signals (--signal; 2RDM statistics of each window, each rising towards a transition):"]
     for name in signal_names():
@@ -39,7 +39,7 @@ def _signal_help() -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from probekit.signal_table import signal_names
+    from probekit.rdm.signal_table import signal_names
 
     p = sub.add_parser(
         "analyze",
@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from probekit.analysis import analyze
     from probekit.atomic import staged_files
     from probekit.cli.common import parse_key_values
     from probekit.cli.outputs import check_files_in_dir
+    from probekit.rdm.analysis import analyze
 
     for flag, value, low in (("--top", args.top, 1), ("--top-k", args.top_k, 1), ("--window", args.window, 2),
                              ("--stride", args.stride, 1), ("--demo-seed", args.demo_seed, 0)):
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     onsets: list[int] = []
     index = "step"  # what a record's index is called: "record" when the file had no steps
     if args.losses is None:
-        from probekit.eval.deep_linear import DeepLinearConfig, run_deep_linear
+        from probekit.eval.families.deep_linear import DeepLinearConfig, run_deep_linear
 
         demo = run_deep_linear(DeepLinearConfig(seed=args.demo_seed))
         losses, steps = demo.losses, demo.steps
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         source = f"built-in demo: deep linear network, seed {args.demo_seed}"
         onsets = [int(s) for s in demo.onset_steps]
     else:
-        from probekit.loss_files import read_loss_matrix
+        from probekit.rdm.loss_files import read_loss_matrix
 
         matrix = read_loss_matrix(args.losses, steps_column=args.steps_column)
         losses, steps, probe_ids, source = matrix.losses, matrix.steps, matrix.probe_ids, matrix.source

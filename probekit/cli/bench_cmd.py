@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from probekit.eval.bench import FULL, QUICK, run_grid
-    from probekit.eval.bench_figures import write_figures
-    from probekit.eval.report import write_report
+    from probekit.eval.reports.bench_figures import write_figures
+    from probekit.eval.reports.report import write_report
     from probekit.registry import TRANSITIONS
 
     grid = FULL if args.full else QUICK
@@ -66,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
                                          f"({TRANSITIONS.load(name).control_of}) and its null is used for false alarms.")
         grid = dataclasses.replace(grid, families=tuple(dict.fromkeys(args.families)))
     if args.designs:
-        from probekit.eval.designs import parse_design
+        from probekit.eval.bench.designs import parse_design
 
         grid = dataclasses.replace(grid, designs=tuple(parse_design(d) for d in args.designs))
     if args.peers:
-        from probekit.eval.signals import PEER_SIGNALS
+        from probekit.eval.scoring.signals import PEER_SIGNALS
 
         grid = dataclasses.replace(grid, peers=PEER_SIGNALS)
     if args.jobs < 1:

@@ -21,7 +21,7 @@ def load_pool(data: str | None, id_field: str | None = None):
     if spec.startswith(BUILTIN_PREFIX):
         if id_field is not None:
             raise ProbekitUsageError("--id-field applies to data files; built-in pools have their own ids.")
-        from probekit.builtin_pools import load_builtin
+        from probekit.pool.builtin import load_builtin
 
         return load_builtin(spec[len(BUILTIN_PREFIX):])
     from probekit.pool import Pool

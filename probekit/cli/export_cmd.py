@@ -1,7 +1,7 @@
 """``probekit export``: write a probe set in another monitor's format.
 
 The formats, their flags, the default output name, whether the pool is loaded and which option
-goes with which format all come from the declarations in :mod:`probekit.export_formats`.
+goes with which format all come from the declarations in :mod:`probekit.export.formats`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _declared() -> list[tuple[str, object]]:
     """(name, declaration) for every registered format; a declaration that cannot be loaded is
     its error instead, so that one broken plugin does not take `probekit --help` down with it."""
     from probekit.errors import ProbekitError
-    from probekit.export_formats import export_format, format_names
+    from probekit.export.formats import export_format, format_names
 
     out: list[tuple[str, object]] = []
     for name in format_names():
@@ -55,7 +55,7 @@ def _epilog(declared) -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from probekit.export_formats import option_table
+    from probekit.export.formats import option_table
 
     declared = _declared()
     names = [name for name, _ in declared]
@@ -88,7 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _chosen_options(spec, args: argparse.Namespace) -> dict[str, str]:
     """The format's options from the flags: none it does not take, every one it requires."""
     from probekit.errors import ProbekitUsageError
-    from probekit.export_formats import option_table
+    from probekit.export.formats import option_table
 
     own = {o.name for o in spec.options}
     for option, formats in option_table().values():
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from probekit.cli.common import BUILTIN_PREFIX
     from probekit.cli.outputs import check_new_file, check_not_input, check_parent
     from probekit.export import export
-    from probekit.export_formats import export_format, format_names, unknown_format
+    from probekit.export.formats import export_format, format_names, unknown_format
     from probekit.probeset import ProbeSet
 
     if args.fmt not in format_names():

@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
 def _coverage(probes, args: argparse.Namespace) -> str:
     """The coverage line, or a line saying why coverage was skipped."""
     from probekit.cli.common import PoolUnreachableError, embedder_from_provenance, pool_for
-    from probekit.coverage import coverage_report
     from probekit.embedders import resolve_embedder
     from probekit.errors import ProbekitUsageError
+    from probekit.probeset.coverage import coverage_report
 
     try:
         pool, probes = pool_for(probes, args.data, args.id_field, args.ignore_fingerprint)

@@ -97,7 +97,7 @@ def detail(name: str) -> str:
         if text:
             out.append(textwrap.fill(text, 100, initial_indent="      ", subsequent_indent="      "))
     if "slices" in cls._param_names():
-        from probekit.slice_docs import EXAMPLES, GRAMMAR
+        from probekit.selection.slices.docs import EXAMPLES, GRAMMAR
 
         out += ["", "slices (--slice SPEC, repeatable, or --param slices=JSON):",
                 textwrap.indent(GRAMMAR.rstrip(), "  "), "",

@@ -75,7 +75,7 @@ def run_record(args: argparse.Namespace) -> int:
     import time
 
     from probekit.errors import ProbekitUsageError
-    from probekit.eval.runner import get_reference_run, load_or_record
+    from probekit.eval.store.runner import get_reference_run, load_or_record
     from probekit.registry import TRANSITIONS
 
     names = TRANSITIONS.names() if args.names == ["all"] else list(dict.fromkeys(args.names))
@@ -89,7 +89,7 @@ def run_record(args: argparse.Namespace) -> int:
     done, total = 0, len(names) * len(args.seed)
     for name in names:
         for seed in args.seed:
-            done += 1  # the run's own step bar (terminal) or 10 s lines come from probekit.eval.runner
+            done += 1  # the run's own step bar (terminal) or 10 s lines come from probekit.eval.store.runner
             log.info("run %d/%d: %s seed %d (%s)", done, total, name, seed, args.config)
             t0 = time.perf_counter()
             recorded = []

@@ -1,7 +1,8 @@
 """The live monitor: watch a training run with a probe set (docs/design.md §3, "Monitor").
 
 - :class:`Monitor` (``core``): every k steps, the probes' per-sample losses from
-  its own no-grad pass -> the streaming 2RDM -> an online alarm -> sinks.
+  its own no-grad pass -> the streaming 2RDM -> an online alarm -> sinks (``pipeline``:
+  what one record of losses goes through on the main rank).
 - Sinks (``sinks``): :class:`JSONLSink`, :class:`TensorBoardSink` (needs
   ``pip install "probekit[monitor]"``).
 - State across a resume (``state``): ``Monitor.state_dict()`` loads with a plain ``torch.load``.
@@ -13,6 +14,8 @@
 Names load lazily, so ``import probekit.monitor`` imports neither torch nor transformers.
 """
 from __future__ import annotations
+
+from probekit._lazy import lazy_names
 
 _LAZY = {
     "Monitor": "probekit.monitor.core",
@@ -32,17 +35,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'probekit.monitor' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    # PEP 562: without this, dir() and tab completion show none of the lazy names above
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -35,7 +35,6 @@ statistics computed once, on rank 0 (:mod:`probekit.monitor.distributed`).
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -47,11 +46,12 @@ from probekit.monitor.batches import batch_len
 from probekit.monitor.distributed import dist_context, record_distributed, shard_bounds
 from probekit.monitor.forward import check_autocast, chunk_count, forward_losses
 from probekit.monitor.losses import resolve_loss
+from probekit.monitor.pipeline import consume
 from probekit.monitor.sinks import MonitorRecord
 from probekit.monitor.state import STATE_VERSION, load_state, monitor_state  # noqa: F401 - STATE_VERSION re-exported
 from probekit.params import AnyOf, Interval, Options, validate
+from probekit.rdm.signal_table import signal_names
 from probekit.registry import SIGNALS  # noqa: F401 - re-exported: the signals the alarm can watch (signal_table)
-from probekit.signal_table import get_signal, signal_names
 
 __all__ = ["SIGNALS", "AlarmEvent", "Monitor", "MonitorWarning"]
 
@@ -91,7 +91,7 @@ class Monitor:
         A registered rule name (``probekit.alarms``), a rule instance, or None.
     signal : str, default "shc"
         The statistic of the window the alarm watches: any registered 2RDM signal
-        (``probekit.signal_table``: "shc", "inv_pr", "leading_share", "trace", "lambda_1", yours).
+        (``probekit.rdm.signal_table``: "shc", "inv_pr", "leading_share", "trace", "lambda_1", yours).
     detrend, top_k : passed to ``DynamicalRDM``.
     sinks : sequence of sinks
         Objects with ``write(record)`` (``JSONLSink``, ``TensorBoardSink``, your own).
@@ -238,7 +238,7 @@ class Monitor:
             if error is not None:
                 self.counters["failed_batches"] += 1
             try:
-                rec = self._consume(local, step, failed=error is not None)
+                rec = consume(self, local, step, failed=error is not None)
             except Exception as exc:
                 return self._record_failed(step, exc)
             if rec.alarm:
@@ -289,54 +289,6 @@ class Monitor:
         if bad:
             raise ProbekitUsageError(f"Monitor.check: {bad} of {losses.size} probe losses are NaN or inf "
                                      "with the current weights.")
-
-    def _consume(self, losses: np.ndarray, step: int, *, failed: bool) -> MonitorRecord:
-        """Main rank: the 2RDM, the alarm and the sinks for one record of losses.
-
-        ``failed``: a probe pass failed (here, or on another rank): the record is
-        skipped, already counted as a failed batch.
-        """
-        self.counters["records"] += 1
-        ok = not failed and bool(np.isfinite(losses).all())
-        mean = float(np.mean(losses)) if ok else math.nan
-        fired, score, value = False, math.nan, math.nan
-        stats = None
-        if ok:
-            self.rdm.update(losses, step=step)
-            self.counters["admitted"] += 1
-            stats = self.rdm.compute()
-            if stats is not None:
-                value = get_signal(self.signal).value(stats)
-            if self._online is not None:
-                fired = self._online.update(None if stats is None else value)
-                score = self._online.last_score
-        elif not failed:  # the passes ran but gave NaN or inf (a diverged model gives all NaN)
-            self.counters["nonfinite_records"] += 1
-            self._warn("nonfinite", f"probekit Monitor: non-finite probe losses at step {step} "
-                                    f"({int((~np.isfinite(losses)).sum())} of {losses.size}); the record is skipped.")
-        if fired:
-            self.alarm_steps.append(step)
-        rec = MonitorRecord(
-            step=step, record=self.counters["records"] - 1, n_probes=self.n_probes, mean_loss=mean,
-            ready=stats is not None, signal=self.signal, signal_value=value, score=float(score), alarm=fired,
-            n_alarms=len(self.alarm_steps), every=self._every, ok=ok,
-        )
-        if stats is not None:
-            rec.shc, rec.pr, rec.trace = stats.shc, stats.pr, stats.trace
-            rec.top_eigenvalues = [float(v) for v in stats.eigenvalues]
-        self._stats = stats
-        self.last = rec
-        for k, sink in enumerate(self.sinks):
-            try:
-                sink.write(rec)
-            except Exception as exc:
-                self.counters["sink_errors"] += 1
-                self.lost_steps.setdefault(k, []).append(step)
-                self._warn(f"sink{id(sink)}", f"probekit Monitor: sink {type(sink).__name__} failed at step {step} "
-                                              f"({type(exc).__name__}: {exc}); the record of step {step} is not in it. "
-                                              "Training goes on, later records are still written to it, and close() "
-                                              "names every step it lost.")
-        return rec
 
     def _call_on_alarm(self, rec: MonitorRecord) -> None:
         if self.on_alarm is None:

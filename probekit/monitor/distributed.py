@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
+from probekit.monitor.pipeline import consume
 from probekit.monitor.sinks import MonitorRecord
 
 __all__ = ["DistContext", "dist_context", "record_distributed", "shard_bounds"]
@@ -115,7 +116,7 @@ def record_distributed(monitor: Any, step: int, local: np.ndarray, failed_here: 
         if failed_ranks:  # on rank 0 the counters describe every rank's part of the record
             monitor.counters["failed_batches"] += 1
         try:
-            rec = monitor._consume(full, step, failed=failed_ranks > 0)
+            rec = consume(monitor, full, step, failed=failed_ranks > 0)
         except Exception as exc:
             monitor._record_failed(step, exc)
     elif failed_here:

@@ -31,7 +31,7 @@ class MonitorRecord:
     mean_loss: float  # mean probe loss (NaN if the record failed)
     ready: bool  # the window is full: the statistics below are defined
     signal: str  # the statistic the alarm watches: a registered 2RDM signal ("shc", "inv_pr", ...)
-    signal_value: float = math.nan  # that statistic at this record (probekit.signal_table)
+    signal_value: float = math.nan  # that statistic at this record (probekit.rdm.signal_table)
     shc: float = math.nan
     pr: float = math.nan
     trace: float = math.nan
