@@ -83,3 +83,35 @@ def test_a_family_with_only_failed_cells_gets_no_figures(tiny, tmp_path, traject
              for c in tiny.cells]
     paths = write_figures(GridResult(TINY, cells), tmp_path, cache_dir=trajectory_cache)
     _assert_pngs(paths, [n for n in NAMES if "late-bias" not in n])
+
+
+def test_the_convergence_figure_has_a_detection_panel_and_draws_older_cells_without_it(tiny, tmp_path, trajectory_cache,
+                                                                                        monkeypatch):
+    from probekit.eval.reports import bench_figures
+
+    panels = []
+    real = bench_figures._save
+
+    def save(fig, path):
+        if path.name.startswith("convergence-"):
+            panels.append([ax.get_ylabel().split("\n")[0] for ax in fig.axes])
+        return real(fig, path)
+
+    monkeypatch.setattr(bench_figures, "_save", save)
+    write_figures(GridResult(TINY, tiny.cells, rankings=tiny.rankings), tmp_path / "new", cache_dir=trajectory_cache)
+    assert panels[0] == ["warning: mean lead", "detection rate at 5% FAR", "fidelity (rank corr."]
+    assert all(p.has_detection for c in tiny.cells for p in c.points)
+
+    def without_detection(cell):  # a cell of schema 2: no detection fields
+        points = tuple(dataclasses.replace(p, at_far_5pct=dataclasses.replace(
+            p.at_far_5pct, detected=None, median_latency=None, mean_latency_fraction=None, latencies=None,
+            latency_fractions=None), at_far_5pct_by_seed=tuple(dataclasses.replace(
+                s, detected=None, median_latency=None, mean_latency_fraction=None) for s in p.at_far_5pct_by_seed))
+            for p in cell.points)
+        return dataclasses.replace(cell, points=points)
+
+    old = GridResult(TINY, [without_detection(c) for c in tiny.cells], rankings=tiny.rankings)
+    paths = write_figures(old, tmp_path / "old", cache_dir=trajectory_cache)
+    assert {p.name for p in paths} >= {f"convergence-{f}.png" for f in TINY.families}
+    _, md = write_report(old, tmp_path / "old", "x")
+    assert "| random | 8 | n/a | n/a |" in md.read_text()  # the detection table says what it cannot know

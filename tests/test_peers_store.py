@@ -257,6 +257,13 @@ def test_peer_rows_verdicts_and_figure(tmp_path):
     assert ("- **b**: a peer wins: LLC change, mean lead fraction 70% (median lead 10 records at 100%) against the "
             "2RDM's best 20% (median lead 4 records at 50%), at 5,000x its wall time per record.") in text
     assert "| rolling variance | no warning | 0% |" in text
+    # every best-of says how many configurations it was picked from, beside the pick made on the other family
+    assert rows["2RDM, best design"]["picked_from"] == 2
+    assert rows["2RDM, chosen on the other families"]["picked_from"] == 2
+    assert rows["2RDM, random probes"]["picked_from"] == 1 and rows["LLC change"]["picked_from"] == 1
+    assert "| configuration | picked from |" in text and "| cluster 8 probes, shc W=16, `running-min` | 2 |" in text
+    assert ("the best peer, LLC change: 10%. The 2RDM's best is picked from 2 configurations; the one picked on the "
+            "other families (of 2) reaches 20% (median lead 4 records at 50%).") in text
     import dataclasses
 
     for k, c in enumerate(result.cells):  # the peer on b as early as the 2RDM's best: a tie, said as one

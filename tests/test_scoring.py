@@ -56,8 +56,11 @@ def test_sweep_on_planted_precursor_gives_the_exact_leads():
     assert point[3.0][:2] == (pytest.approx(1 / 3), 1.0) and point[3.0][2] == 15  # only the 6.0 null alarms
     assert point[5.0][2] == 10  # the 5.0 precursor no longer exceeds
     assert point[8.0][1] == 0.0  # nothing exceeds 8
+    # detection at the same threshold: the first alarm (record 50) is 10 records before the onset, and the
+    # onset-to-midpoint span is 10 records
     assert curve.at_far(0.0) == {"threshold": 6.0, "far": 0.0, "detection": 1.0, "median_lead": 10.0,
-                                 "mean_lead_fraction": 0.25, "leads": [10]}
+                                 "mean_lead_fraction": 0.25, "leads": [10], "detected": 1.0, "median_latency": -10.0,
+                                 "mean_latency_fraction": -1.0, "latencies": [-10], "latency_fractions": [-1.0]}
     assert curve.at_far(0.34)["median_lead"] == 15.0
     # area under the best lead at each FAR: 0.25 on [0, 1/3), 0.375 on [1/3, 1]
     assert curve.auc == pytest.approx(0.25 / 3 + 0.375 * 2 / 3)

@@ -7,7 +7,7 @@ that know the JSON layout, which carries :data:`SCHEMA_VERSION`.
 
 JSON layout of a cell (keys sorted when written)::
 
-    {"schema_version": 2, "family", "design", "signal": {statistic, window, stride, detrend},
+    {"schema_version": 3, "family", "design", "signal": {statistic, window, stride, detrend},
      "rule": {"name", "params"}, "points": [point, ...], "error": str | null,
      ["traceback"],                                                     # a failed cell
      ["llc", "llc_seconds", "llc_source", "checkpoint_rule", "costs"]}  # peer cells
@@ -15,8 +15,20 @@ JSON layout of a cell (keys sorted when written)::
 A design's rankings (the probe ids it selected, in rank order, on each run it was scored on)
 are shared by all its cells and stored once per (family, design): :class:`Rankings`.
 
-Schema history: 1 (no version field): the same layout without ``schema_version``, and no
-rankings; it is read as version 2.
+A point holds two scores at one threshold, matched to a 5% false-alarm rate over the quiet units:
+*warning* (``AtFAR.detection``, ``leads``: an alarm in the hit window, before the onset) and
+*detection* (``AtFAR.detected``, ``latencies``: the first alarm from the hit window on, by the
+transition's midpoint; latency = alarm - onset, negative before it).
+
+Schema history:
+
+- 1 (no version field): the layout of 2 without ``schema_version``, and no rankings;
+- 2: warning only;
+- 3: detection beside warning (``AtFAR.detected``, ``median_latency``, ``mean_latency_fraction``,
+  ``latencies``, ``latency_fractions``; the same per seed in :class:`SeedScore`), and the counts
+  the rates rest on (``Point.quiet_units``, ``Point.null_runs``).
+
+Versions 1 and 2 are read as 3 with those fields None (a peer cell has no detection either).
 """
 from __future__ import annotations
 
@@ -30,7 +42,7 @@ from probekit.atomic import atomic_file
 
 __all__ = ["SCHEMA_VERSION", "AtFAR", "Cell", "Point", "Rankings", "SeedScore", "load_cell", "save_cell"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The keys only a peer cell has (the LLC's settings and costs); kept as they were computed.
 PEER_KEYS = ("llc", "llc_seconds", "llc_source", "checkpoint_rule", "costs")
@@ -38,32 +50,57 @@ PEER_KEYS = ("llc", "llc_seconds", "llc_source", "checkpoint_rule", "costs")
 
 @dataclass(frozen=True)
 class AtFAR:
-    """The scores at the threshold matched to a false-alarm rate (5% in the report)."""
+    """The scores at the threshold matched to a false-alarm rate (5% in the report): warning, then detection."""
 
-    detection: float  # episodes with a hit / episodes
+    detection: float  # the *warning* rate: episodes with a hit / episodes (named before detection was scored)
     far: float  # the false-alarm rate reached (quiet units with an alarm)
     mean_lead_fraction: float  # lead / time to onset, a miss counting 0
     median_lead: float | None  # records, over the hits (None without one)
     threshold: float | None  # the signal threshold (None: not finite)
     leads: tuple[float | None, ...] = ()  # per episode, in trajectory records (None: a miss)
+    # detection at the same threshold (None: not scored, schema < 3 or a peer cell)
+    detected: float | None = None  # the detection rate: episodes detected / episodes
+    median_latency: float | None = None  # records, alarm - onset, over the detected (negative: before the onset)
+    mean_latency_fraction: float | None = None  # latency / (midpoint - onset), over the detected
+    latencies: tuple[float | None, ...] | None = None  # per episode, trajectory records (None: not detected)
+    latency_fractions: tuple[float | None, ...] | None = None  # per episode
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "leads": list(self.leads)}
+        out = {**dataclasses.asdict(self), "leads": list(self.leads)}
+        for key in ("latencies", "latency_fractions"):
+            out[key] = None if out[key] is None else list(out[key])
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> "AtFAR":
-        return cls(**{**data, "leads": tuple(data.get("leads", ()))})
+        out = {**data, "leads": tuple(data.get("leads", ()))}
+        for key in ("latencies", "latency_fractions"):
+            out[key] = None if data.get(key) is None else tuple(data[key])
+        return cls(**out)
 
 
 @dataclass(frozen=True)
 class SeedScore:
-    """One seed's share of a point at the matched threshold."""
+    """One seed's share of a point at the matched threshold (the pooled one): warning, then detection."""
 
     seed: int
     episodes: int
     hits: int
     median_lead: float | None
-    mean_lead_fraction: float
+    mean_lead_fraction: float  # a miss counting 0
+    detected: int | None = None  # None: detection not scored (schema < 3, a peer cell)
+    median_latency: float | None = None  # records, over the detected
+    mean_latency_fraction: float | None = None  # over the detected
+
+    @property
+    def warning_rate(self) -> float:
+        return self.hits / self.episodes if self.episodes else 0.0
+
+    @property
+    def detection_rate(self) -> float | None:
+        if self.detected is None:
+            return None
+        return self.detected / self.episodes if self.episodes else 0.0
 
 
 @dataclass(frozen=True)
@@ -80,14 +117,29 @@ class Point:
     auc: float  # area under the lead-vs-false-alarm curve
     curve: dict  # {"far": [...], "detection": [...], "mean_lead_fraction": [...]}
     episodes: tuple[dict, ...]  # one row per episode: run, seed, transition, outcome, lead, time_to_onset
+    #                             (schema 3: latency, onset_to_midpoint)
+    quiet_units: int | None = None  # what the false-alarm rate divides by (None: schema < 3)
+    null_runs: int | None = None  # of them, whole null runs; the rest are the episodes' quiet periods
 
     @property
     def lead_fraction(self) -> float:
         return float(self.at_far_5pct.mean_lead_fraction)
 
     @property
+    def has_detection(self) -> bool:
+        return self.at_far_5pct.detected is not None
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.at_far_5pct.leads)
+
+    @property
     def seed_median_leads(self) -> list[float]:
         return [s.median_lead for s in self.at_far_5pct_by_seed if s.median_lead is not None]
+
+    @property
+    def seed_median_latencies(self) -> list[float]:
+        return [s.median_latency for s in self.at_far_5pct_by_seed if s.median_latency is not None]
 
     def to_json(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -247,14 +299,15 @@ def read_results(path: str | Path) -> Any:
 
     data = json.loads(Path(path).read_text())
     grid = dict(data["grid"])
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in grid.items() if k != "strategies"}
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in grid.items() if k not in ("strategies", "expanded")}
     fields["signals"] = tuple(SignalSpec(**s) for s in grid["signals"])
     fields["rules"] = tuple(RuleSpec(r["name"], tuple(tuple(kv) for kv in r["params"])) for r in grid["rules"])
     if "strategies" in grid:  # schema 1: plain strategy names, with the grid's own defaults
         defaults = {d.label: d for d in DESIGNS}
         fields["designs"] = tuple(defaults.get(name, Design(name)) for name in grid["strategies"])
     else:
-        fields["designs"] = tuple(Design(d["strategy"], tuple(tuple(kv) for kv in d["params"]), d.get("name", ""))
+        fields["designs"] = tuple(Design(d["strategy"], tuple(tuple(kv) for kv in d["params"]), d.get("name", ""),
+                                         pilot=d.get("pilot", 0))
                                   for d in grid["designs"])
     rankings = {(r["family"], r["design"]): Rankings.from_json(r) for r in data.get("rankings", [])}
     return GridResult(BenchGrid(**fields), cells_from_json(data["cells"]), rankings=rankings)

@@ -3,14 +3,16 @@
 The convergence and lead figures show the grid's primary signal under its
 primary rule (the other signals and rules are in the report's tables).
 
-- ``convergence-<family>.png``, the basis-set view. Top: the mean lead
-  fraction at a 5% false-alarm rate of each 2RDM design (random, cluster,
-  gradient), with a band over the range of the per-seed values at the same
-  threshold, against the probe-set size (log2 axis; the full pool, the
-  complete-basis limit, at the right end, labelled ``full``), with each scalar
-  baseline (on the full pool) as a dashed horizontal line. Bottom: the
-  fidelity of each prefix, the rank correlation over time of its signal with
-  the full pool's (median over seeds).
+- ``convergence-<family>.png``, the basis-set view. Top: warning, the mean
+  lead fraction at a 5% false-alarm rate of each 2RDM design, with a band over
+  the range of the per-seed values at the same threshold, against the
+  probe-set size (log2 axis; the full pool, the complete-basis limit, at the
+  right end, labelled ``full``), with each scalar baseline (on the full pool)
+  as a dashed horizontal line. Middle: detection, the detection rate at the
+  same threshold (first alarm from the hit window on, by the midpoint), drawn
+  the same way (cells without detection, schema < 3, are left out). Bottom:
+  the fidelity of each prefix, the rank correlation over time of its signal
+  with the full pool's (median over seeds).
 - ``lead-vs-far-<family>.png``, the threshold-free comparison: mean lead
   fraction against false-alarm rate, a staircase with one step per threshold,
   for each design at its largest prefix size, for the full pool (black) and
@@ -20,9 +22,10 @@ primary rule (the other signals and rules are in the report's tables).
   parameter(s) against training step, onsets dotted (also in the panels
   below). Middle: the mean loss of the full pool. Bottom: the signal (log y)
   of the family's best design (largest mean lead at 5% FAR among the 2RDM
-  points of every signal and rule) and of the random design under the same
-  signal and rule at the same size, with red ticks where that rule fires at
-  the point's 5%-FAR threshold (none when the threshold is not finite).
+  points of every signal and rule; its label says how many it was picked
+  from) and of the random design under the same signal and rule at the same
+  size, with red ticks where that rule fires at the point's 5%-FAR threshold
+  (none when the threshold is not finite).
 
 Failed cells are skipped; a family with no successful cell gets no figures.
 """
@@ -42,6 +45,18 @@ from probekit.eval.bench.cells import Cell, Point
 __all__ = ["result_from_json", "write_figures"]
 
 _STYLE = {"random": ("C0", "o", 7), "cluster": ("C1", "s", 5.5), "gradient": ("C2", "^", 4.5)}
+# other designs (any registered strategy): colours apart from the scalar baselines' C3-C9, one per label
+_EXTRA = (("#393b79", "D", 5), ("#637939", "v", 5.5), ("#8c6d31", "P", 5.5), ("#843c39", "X", 5.5),
+          ("#7b4173", "*", 7), ("#5254a3", "h", 5.5), ("#8ca252", "<", 5.5), ("#bd9e39", ">", 5.5))
+
+
+def _style(design: str) -> tuple[str, str, float]:
+    """A design's colour, marker and marker size: the same in every figure."""
+    if design in _STYLE:
+        return _STYLE[design]
+    import zlib
+
+    return _EXTRA[zlib.crc32(design.encode()) % len(_EXTRA)]  # stable across runs (unlike hash())
 _SCALAR_COLOURS = ("C3", "C4", "C5", "C6", "C7", "C8", "C9")
 
 
@@ -75,10 +90,20 @@ def _lead(p: Point) -> float:
     return _num(p.at_far_5pct.mean_lead_fraction)
 
 
+def _detected(p: Point) -> float:
+    return _num(p.at_far_5pct.detected)
+
+
 def _seed_range(p: Point) -> tuple[float, float]:
     """Lowest and highest per-seed mean lead fraction at the pooled 5%-FAR threshold."""
     fracs = [s.mean_lead_fraction for s in p.at_far_5pct_by_seed]
     return (min(fracs), max(fracs)) if fracs else (_lead(p), _lead(p))
+
+
+def _seed_detection_range(p: Point) -> tuple[float, float]:
+    """Lowest and highest per-seed detection rate at the pooled 5%-FAR threshold (NaN without detection)."""
+    rates = [s.detection_rate for s in p.at_far_5pct_by_seed if s.detection_rate is not None]
+    return (min(rates), max(rates)) if rates else (_detected(p), _detected(p))
 
 
 def _title(ax: Any, text: str) -> None:
@@ -87,36 +112,45 @@ def _title(ax: Any, text: str) -> None:
 
 def _convergence(family: str, designs: list, scalars: list, what: str, path: Path) -> Path:
     plt = _plt()
-    fig, (lead_ax, fid_ax) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, constrained_layout=True)
+    fig, (lead_ax, det_ax, fid_ax) = plt.subplots(3, 1, figsize=(10, 8.5), sharex=True, constrained_layout=True)
     prefix = sorted({p.size for c in designs for p in c.points if p.size > 0})
     full_x = 4 * (prefix[-1] if prefix else 1)
     for cell in designs:
-        colour, marker, ms = _STYLE.get(cell.design, (None, "D", 5))
+        colour, marker, ms = _style(cell.design)
         pts = sorted(cell.points, key=lambda p: full_x if p.size == 0 else p.size)
         xs = [full_x if p.size == 0 else p.size for p in pts]
         lo, hi = zip(*(_seed_range(p) for p in pts))  # the seed spread of the lead: a band
         lead_ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, lw=0, step=None)
-        for ax, ys in ((lead_ax, [_lead(p) for p in pts]), (fid_ax, [_num(p.fidelity) for p in pts])):
+        panels = [(lead_ax, [_lead(p) for p in pts]), (fid_ax, [_num(p.fidelity) for p in pts])]
+        if all(p.has_detection for p in pts):
+            lo, hi = zip(*(_seed_detection_range(p) for p in pts))
+            det_ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, lw=0, step=None)
+            panels.insert(1, (det_ax, [_detected(p) for p in pts]))
+        for ax, ys in panels:
             n = len(pts) - (pts[-1].size == 0)  # the prefixes: solid; the step to the full pool: dotted
             line, = ax.plot(xs[:n], ys[:n], color=colour, marker=marker, ms=ms, lw=1.3,
-                             label=_label(cell))
+                             label=_label(cell) if ax is lead_ax else None)
             if n < len(pts):
                 ax.plot(xs[max(n - 1, 0):], ys[max(n - 1, 0):], color=line.get_color(), lw=1.0, ls=":")
                 ax.plot(xs[-1:], ys[-1:], color=line.get_color(), marker=marker, ms=ms, ls="none")
     for k, cell in enumerate(scalars):
-        lead_ax.axhline(_lead(cell.points[-1]), color=_SCALAR_COLOURS[k % len(_SCALAR_COLOURS)], ls="--",
-                        lw=1.1, label=f"{_label(cell)} (full pool)")
+        colour = _SCALAR_COLOURS[k % len(_SCALAR_COLOURS)]
+        lead_ax.axhline(_lead(cell.points[-1]), color=colour, ls="--", lw=1.1, label=f"{_label(cell)} (full pool)")
+        if cell.points[-1].has_detection:
+            det_ax.axhline(_detected(cell.points[-1]), color=colour, ls="--", lw=1.1)
     fid_ax.set_xscale("log", base=2)
     fid_ax.set_xticks(prefix + [full_x], [str(s) for s in prefix] + ["full"])
     fid_ax.xaxis.set_minor_locator(plt.NullLocator())
     fid_ax.set_xlim((prefix[0] if prefix else 1) / 1.6, full_x * 1.6)
     lead_ax.set_ylim(bottom=-0.03)
-    lead_ax.set_ylabel("mean lead fraction at 5% FAR")
-    fid_ax.set_ylabel("fidelity (rank corr. with full pool)")
+    det_ax.set_ylim(-0.03, 1.03)
+    lead_ax.set_ylabel("warning: mean lead\nfraction at 5% FAR")
+    det_ax.set_ylabel("detection rate at 5% FAR\n(alarm by the midpoint)")
+    fid_ax.set_ylabel("fidelity (rank corr.\nwith full pool)")
     fid_ax.set_xlabel("probes (log2; dotted: the step to the full pool)")
     lead_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # outside: never over the data
-    _title(lead_ax, f"{family}, {what}: early warning (band: range over seeds) and fidelity against probe-set "
-                    "size (scalar baselines dashed)")
+    _title(lead_ax, f"{family}, {what}: early warning, detection (bands: range over seeds) and fidelity against "
+                    "probe-set size (scalar baselines dashed)")
     return _save(fig, path)
 
 
@@ -137,7 +171,7 @@ def _lead_vs_far(family: str, designs: list, scalars: list, what: str, path: Pat
         sized = [p for p in cell.points if p.size > 0]
         if sized:
             p = max(sized, key=lambda q: q.size)
-            colour = _STYLE.get(cell.design, (None,))[0]
+            colour = _style(cell.design)[0]
             _staircase(ax, p.curve, color=colour, lw=1.4,
                        label=f"{_label(cell)} {p.size}")
     for k, cell in enumerate(scalars):
@@ -206,8 +240,9 @@ def _draw_signals(result: Any, traj: Any, family: str, designs: list, path: Path
         shown_signal = np.where(signal > 0, signal, np.nan)  # log axis
         positive = positive or bool(np.isfinite(shown_signal).any())
         tag = "full" if size == 0 else str(size)
-        best_tag = " (best)" if cell is best_cell and p is best else ""
-        colour = _STYLE.get(cell.design, (None,))[0]
+        n_points = sum(len(c.points) for c in designs)  # what the best was picked from: optimistic
+        best_tag = f" (best of {n_points})" if cell is best_cell and p is best else ""
+        colour = _style(cell.design)[0]
         axes[2].plot(sig_steps, shown_signal, color=colour, lw=1.2,
                      label=f"{cell.design} {tag} [{spec.label}, {RuleSpec.from_dict(cell.rule).label}]"
                            f"{best_tag}: lead {_lead(p):.0%} at 5% FAR")
@@ -263,7 +298,7 @@ def _probes(result: Any, family: str, traj: Any, design: str) -> list[str]:
     if ids is None:
         from probekit.eval.store.runner import get_reference_run
 
-        ids = result.grid.design(design).ranking(get_reference_run(traj.name), traj, max(result.grid.sizes))
+        ids = result.grid.design(design, family).ranking(get_reference_run(traj.name), traj, max(result.grid.sizes))
     return ids
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from probekit.errors import ProbekitUsageError
 from probekit.eval.scoring.design_score import DesignScore, run_signal, score_signals
-from probekit.eval.scoring.lead import fidelity
+from probekit.eval.scoring.lead import check_pilot, fidelity
 from probekit.eval.scoring.signals import SignalSpec
 
 __all__ = ["ConvergencePoint", "convergence"]
@@ -42,6 +42,7 @@ def convergence(
     rule: Any = None,
     rules: Sequence[Any] | None = None,
     hit_fraction: float = 0.5,
+    pilot: int = 0,
 ) -> list[ConvergencePoint]:
     """Score the prefixes ``ranking_of(traj)[:m]`` for each m in ``sizes``, then the full pool.
 
@@ -54,6 +55,9 @@ def convergence(
     computed once); the points come rule by rule, each rule's sizes in
     increasing order then the full pool. ``rule``: one rule (the default rule
     if neither is given).
+
+    ``pilot``: trajectory records ``[0, pilot)`` are not scored, at any size (a
+    design that looked at them to select its probes); 0 scores every record.
     """
     from probekit.alarms import make_rule
 
@@ -62,6 +66,7 @@ def convergence(
     if rules is not None and rule is not None:
         raise ProbekitUsageError("give convergence() either rule= or rules=, not both.")
     rules = list(rules) if rules is not None else [make_rule() if rule is None else rule]
+    check_pilot(pilot)
     trajs = list(transitions) + list(nulls)
     rankings = {id(t): list(ranking_of(t)) for t in trajs} if sizes else {}
     full = {id(t): np.arange(t.losses.shape[1]) for t in trajs}
@@ -75,7 +80,7 @@ def convergence(
     out = []
     for r in rules:
         for m, (runs, null_runs) in by_size.items():
-            score = score_signals(runs, null_runs, spec=spec, rule=r, hit_fraction=hit_fraction)
+            score = score_signals(runs, null_runs, spec=spec, rule=r, hit_fraction=hit_fraction, pilot=pilot)
             fid = [fidelity(a.signal, b.signal) for a, b in zip(runs, reference)]
             fid = [f for f in fid if np.isfinite(f)]
             out.append(ConvergencePoint(m, score, float(np.median(fid)) if fid else float("nan")))

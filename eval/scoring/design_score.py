@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from probekit.eval.scoring.lead import Curve, EpisodeScore, episodes, score_episode, sweep
+from probekit.eval.scoring.lead import Curve, EpisodeScore, check_pilot, episodes, score_episode, sweep
 from probekit.eval.scoring.signals import SignalSpec, compute_signal
 
 __all__ = ["DesignScore", "RunSignal", "run_signal", "score_design", "score_signals", "trajectory_signal"]
@@ -49,11 +49,13 @@ class DesignScore:
         return int(self.spec.stride)
 
     def at_far(self, target: float = 0.05) -> dict:
-        """``Curve.at_far`` with leads in trajectory records."""
+        """``Curve.at_far`` with leads and latencies in trajectory records."""
         point = self.curve.at_far(target)
         u = self.unit
-        point["median_lead"] = None if point["median_lead"] is None else point["median_lead"] * u
-        point["leads"] = [None if v is None else v * u for v in point["leads"]]
+        for key in ("median_lead", "median_latency"):
+            point[key] = None if point[key] is None else point[key] * u
+        for key in ("leads", "latencies"):
+            point[key] = None if point[key] is None else [None if v is None else v * u for v in point[key]]
         return point
 
     @property
@@ -61,11 +63,19 @@ class DesignScore:
         return self.at_far(0.05)
 
     def episode_rows(self) -> list[dict]:
-        """Per episode, at the rule's own threshold: run, seed, outcome, lead and time to onset (trajectory records)."""
+        """Per episode, at the rule's own threshold: run, seed, outcome, lead, latency (alarm - onset, for a hit
+        or a late alarm), time to onset and onset to midpoint (trajectory records)."""
         u = self.unit
-        return [{"run": run, "seed": seed, "transition": e.transition, "outcome": e.outcome,
-                 "lead": None if e.lead is None else e.lead * u, "time_to_onset": tto * u}
-                for (run, seed, e), tto in zip(self.episodes, self.time_to_onset)]
+        spans = self.curve.spans if self.curve is not None and self.curve.spans is not None else None
+        rows = []
+        for k, ((run, seed, e), tto) in enumerate(zip(self.episodes, self.time_to_onset)):
+            row = {"run": run, "seed": seed, "transition": e.transition, "outcome": e.outcome,
+                   "lead": None if e.lead is None else e.lead * u, "time_to_onset": tto * u}
+            if spans is not None:  # the latency's unit is known: detection was scored
+                row["latency"] = None if e.alarm is None else (e.alarm - int(self.curve.onsets[k])) * u
+                row["onset_to_midpoint"] = int(spans[k]) * u
+            rows.append(row)
+        return rows
 
     def summary(self) -> dict:
         hits = [s for _, _, s in self.episodes if s.outcome == "hit"]
@@ -79,37 +89,57 @@ class DesignScore:
                 "median_lead": float(np.median([s.lead for s in hits])) * self.unit if hits else None,
                 "false_alarms_quiet": sum(s.false_alarms for _, _, s in self.episodes),
                 "false_alarms_null_runs": sum(n > 0 for _, _, n in self.null_false_alarms),
+                # a hit or a late alarm: the first alarm from the hit window on, by the midpoint
+                "detected": sum(s.outcome != "miss" for _, _, s in self.episodes),
             },
             "at_far_5pct": (at_5 := self.at_5),
             "at_far_5pct_by_seed": self.by_seed(at_5),
             "auc": self.curve.auc,
             "curve": self.curve_points(),
+            "quiet_units": int(self.curve.n_quiet),  # what the false-alarm rate divides by
+            "null_runs": len(self.null_false_alarms),  # of them, whole null runs (the rest: quiet periods)
         }
 
     def by_seed(self, point: dict) -> list[dict]:
         """The seed spread of a curve point (``at_far``, leads in trajectory records): each seed's episodes.
 
         Per seed (over the runs of that seed): hits, median lead in records over
-        the hits (None without one), and mean lead fraction (a miss counts 0).
+        the hits (None without one), and mean lead fraction (a miss counts 0);
+        where detection was scored, the episodes detected, their median latency in
+        records and mean latency fraction (None without a detection).
         """
-        seeds: dict[int, list[tuple[int | None, int]]] = {}
-        for (_, seed, _), lead, tto in zip(self.episodes, point["leads"], self.time_to_onset):
-            seeds.setdefault(int(seed), []).append((lead, tto))
+        n = len(point["leads"])
+        latencies = point.get("latencies") or [None] * n
+        lat_fracs = point.get("latency_fractions") or [None] * n
+        seeds: dict[int, list[tuple]] = {}
+        for (_, seed, _), lead, tto, lat, lf in zip(self.episodes, point["leads"], self.time_to_onset, latencies,
+                                                    lat_fracs):
+            seeds.setdefault(int(seed), []).append((lead, tto, lat, lf))
         out = []
         for seed in sorted(seeds):
-            leads = [lead for lead, _ in seeds[seed] if lead is not None]
-            fracs = [0.0 if lead is None else lead / (max(tto, 1) * self.unit) for lead, tto in seeds[seed]]
-            out.append({"seed": seed, "episodes": len(seeds[seed]), "hits": len(leads),
-                        "median_lead": float(np.median(leads)) if leads else None,
-                        "mean_lead_fraction": float(np.mean(fracs))})
+            rows = seeds[seed]
+            leads = [lead for lead, *_ in rows if lead is not None]
+            fracs = [0.0 if lead is None else lead / (max(tto, 1) * self.unit) for lead, tto, *_ in rows]
+            entry = {"seed": seed, "episodes": len(rows), "hits": len(leads),
+                     "median_lead": float(np.median(leads)) if leads else None,
+                     "mean_lead_fraction": float(np.mean(fracs))}
+            if point.get("latencies") is not None:
+                lat = [v for _, _, v, _ in rows if v is not None]
+                lfs = [v for *_, v in rows if v is not None]
+                entry.update({"detected": len(lat), "median_latency": float(np.median(lat)) if lat else None,
+                              "mean_latency_fraction": float(np.mean(lfs)) if lfs else None})
+            out.append(entry)
         return out
 
     def curve_points(self, max_points: int = 101) -> dict:
         """The lead-vs-false-alarm curve, thinned to at most ``max_points`` (for the report's figures)."""
         c = self.curve
         keep = np.unique(np.linspace(0, len(c.far) - 1, min(max_points, len(c.far))).round().astype(int))
-        return {"far": c.far[keep].tolist(), "detection": c.detection[keep].tolist(),
-                "mean_lead_fraction": c.mean_lead_fraction[keep].tolist()}
+        out = {"far": c.far[keep].tolist(), "detection": c.detection[keep].tolist(),
+               "mean_lead_fraction": c.mean_lead_fraction[keep].tolist()}
+        if c.detected is not None:  # the detection rate at the same thresholds
+            out["detected"] = c.detected[keep].tolist()
+        return out
 
 
 @dataclass(frozen=True)
@@ -135,12 +165,16 @@ def score_signals(
     spec: SignalSpec,
     rule: Any,
     hit_fraction: float = 0.5,
+    pilot: int = 0,
 ) -> DesignScore:
     """Score precomputed signals: the transition runs' episodes, and the null runs as quiet units.
 
     Computing the signal is the costly part; one signal can be scored under
-    several alarm rules without computing it again.
+    several alarm rules without computing it again. ``pilot``: trajectory records
+    ``[0, pilot)`` are not scored (a design selected its probes on them): episodes
+    and the null runs' quiet units start at the first signal record at or after it.
     """
+    first = -(-check_pilot(pilot) // int(spec.stride))  # the first strided record at or after the pilot
     out = DesignScore(spec, rule, curve=None)  # type: ignore[arg-type]
     pairs = []
     for run in runs:
@@ -149,14 +183,14 @@ def score_signals(
         # Episodes start at the run's first record (or the previous midpoint), whatever the signal:
         # a signal still undefined there (its window, the rule's baseline) is silent, not excused,
         # so every design is scored on the same episodes with the same time to onset.
-        for ep in episodes(run.steps, list(run.transitions), 0, hit_fraction):
+        for ep in episodes(run.steps, list(run.transitions), 0, hit_fraction, pilot=first):
             pairs.append((ps, ep))
             out.episodes.append((run.name, run.seed, score_episode(alarms, ep)))
             out.time_to_onset.append(ep.time_to_onset)
     quiet = []
     for run in nulls:
-        quiet.append(rule.persistent_scores(run.signal))
-        out.null_false_alarms.append((run.name, run.seed, len(rule.alarms(run.signal))))
+        quiet.append(rule.persistent_scores(run.signal)[first:])
+        out.null_false_alarms.append((run.name, run.seed, int(np.count_nonzero(rule.alarms(run.signal) >= first))))
     out.curve = sweep(pairs, quiet)
     return out
 
@@ -169,11 +203,12 @@ def score_design(
     spec: SignalSpec = SignalSpec(),
     rule: Any = None,
     hit_fraction: float = 0.5,
+    pilot: int = 0,
 ) -> DesignScore:
-    """Score a design on transition trajectories and null trajectories."""
+    """Score a design on transition trajectories and null trajectories (``pilot``: as in :func:`score_signals`)."""
     from probekit.alarms import make_rule
 
     rule = make_rule() if rule is None else rule
     return score_signals([run_signal(t, probes_of(t), spec) for t in transitions],
                          [run_signal(t, probes_of(t), spec) for t in nulls],
-                         spec=spec, rule=rule, hit_fraction=hit_fraction)
+                         spec=spec, rule=rule, hit_fraction=hit_fraction, pilot=pilot)
