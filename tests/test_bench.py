@@ -1,6 +1,7 @@
 """The benchmark grid end to end on tiny configurations: report, determinism, resume, failed cells, CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -31,8 +32,22 @@ def test_tiny_grid_end_to_end_and_identical_on_rerun(tmp_path, trajectory_cache,
     json_a, md = write_report(first, tmp_path / "a", "probekit bench (test)")
     report = md.read_text()
     assert "| random | 8 |" in report and "| scalar:mean_drop | full |" in report
-    assert re.search(r"- \*\*late-bias\*\*: (no 2RDM design gives early warning|best 2RDM design)", report)
+    # the verdict: the paired tests against random (2 seeds: nothing can be significant), then the best-of with its
+    # count beside the pick made on the other family
+    assert ("- **late-bias**: no design can be told from random, under warning or detection (2 seeds: the smallest "
+            "possible p-value is 0.5; nothing can be called different); ") in report
+    assert re.search(r"  - (no 2RDM configuration \(of 4\) gives early warning|best of 4 2RDM configurations: )"
+                     r".*; picked on the other families \(of 4\): ", report)
     assert "Leave-one-family-out" in report and "- deep-linear: chosen " in report
+    # both scores in the main tables, each design row marked against random; the counts the rates rest on
+    assert "### Warning: median lead" in report and "### Detection: median latency" in report
+    assert re.search(r"\| cluster \| 8 \| [^|]* ≈ \| [^|]* ≈ \|", report)
+    assert "| late-bias | 2 | 4 (2 + 2) | 25.0% | 2 | 2 | 0.5 (2 seeds) | 5% FAR = no false alarm at all; " in report
+    data = json.loads(json_a.read_text())
+    assert data["schema_version"] == 3 and [t["family"] for t in data["paired"]] == ["deep-linear", "late-bias"]
+    point = data["cells"][0]["points"][0]
+    assert point["quiet_units"] == 6 + 2 and point["null_runs"] == 2  # deep-linear: 2 nulls + 6 quiet periods
+    assert len(point["at_far_5pct"]["latencies"]) == 6 and "detected" in point["at_far_5pct_by_seed"][0]
 
     second = run_grid(TINY, tmp_path / "b", cache_dir=trajectory_cache, progress=False)  # a fresh directory: recomputed
     json_b, _ = write_report(second, tmp_path / "b", "probekit bench (test)")
@@ -166,3 +181,31 @@ def test_a_family_registered_only_through_the_registry_is_benchmarked(tmp_path, 
     finally:
         TRANSITIONS.unregister("toy-linear")
         TRANSITIONS.unregister("toy-linear-null")
+
+
+def test_null_controls_can_have_seeds_of_their_own(tmp_path, trajectory_cache, one_torch_thread):
+    grid = BenchGrid(families=("deep-linear",), seeds=(0,), null_seeds=(0, 1, 2), designs=("random",), sizes=(8,),
+                     signals=(SignalSpec("shc", window=16),), scalar_baselines=())
+    assert grid.control_seeds == (0, 1, 2) and BenchGrid(seeds=(4,)).control_seeds == (4,)
+    result = run_grid(grid, tmp_path, cache_dir=trajectory_cache, progress=False)
+    (cell,) = result.cells
+    point = cell.points[0]
+    assert point.null_runs == 3  # one quiet unit per null seed
+    assert point.quiet_units == 3 + point.fixed_threshold["episodes"]  # and the episodes' quiet periods
+    assert sorted(result.rankings[("deep-linear", "random")].runs) == [
+        "deep-linear-null/0", "deep-linear-null/1", "deep-linear-null/2", "deep-linear/0"]
+
+
+def test_every_design_of_a_family_is_scored_after_the_longest_pilot(tmp_path, trajectory_cache, one_torch_thread):
+    # response selects on the first records of each run; random must be scored on the same records
+    # (and quiet units), or their paired comparison would compare different spans.
+    plain = BenchGrid(families=("late-bias",), seeds=(0,), designs=("random",), sizes=(8,),
+                      signals=(SignalSpec("shc", window=16),), scalar_baselines=())
+    both = dataclasses.replace(plain, designs=("random", "response"))
+    pilot = both.pilot_for("late-bias")
+    assert pilot > 0 and plain.pilot_for("late-bias") == 0
+    alone = run_grid(plain, tmp_path / "a", cache_dir=trajectory_cache, progress=False).cells[0]
+    cells = {c.design: c for c in run_grid(both, tmp_path / "b", cache_dir=trajectory_cache, progress=False).cells}
+    ttos = {d: [e["time_to_onset"] for e in c.points[0].episodes] for d, c in cells.items()}
+    assert ttos["random"] == ttos["response"]
+    assert [e["time_to_onset"] for e in alone.points[0].episodes] != ttos["random"]  # the pilot was cut off

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from probekit.eval.families.grokking import Grokking, GrokkingNull  # noqa: E402
+from probekit.eval.families.grokking import Grokking, GrokkingNull, all_pairs, pool_rows  # noqa: E402
 from probekit.eval.store.runner import record  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -32,7 +32,7 @@ def test_small_config_groks_after_a_quiet_plateau(small):
     run, config, recording = small
     recording.check()
     n_records = config.steps // config.record_every + 1
-    assert recording.losses.shape == (n_records, config.p**2)
+    assert recording.losses.shape == (n_records, len(pool_rows(config, all_pairs(config)[1])))
     assert set(recording.baselines) >= {"train_loss", "grad_norm"}
     (transition,) = run.transitions(config, recording)
     assert transition.happened and transition.end_value - transition.start_value > 0.9
@@ -51,16 +51,36 @@ def test_null_small_config_memorises_but_never_groks(small_null):
     assert recording.order_parameters["train_accuracy"][-1] == 1.0
 
 
-def test_pool_is_every_pair_with_its_sum_mod_p(small):
+def test_pool_is_half_the_pairs_with_their_sums_mod_p(small):
     _, config, recording = small
     p, pool = config.p, recording.pool
-    expected_pairs = [[a, b] for a in range(p) for b in range(p)]
-    assert pool["input"] == expected_pairs
-    assert pool["target"] == [(a + b) % p for a, b in expected_pairs]
-    assert [[a, b] for a, b in zip(pool["a"], pool["b"])] == expected_pairs
-    assert len(set(pool["probe_id"])) == p * p
-    assert pool["split"].count("train") == round(config.train_fraction * p * p)
+    pairs, is_train = all_pairs(config)
+    rows = pool_rows(config, is_train)
+    assert pool["input"] == pairs[rows].tolist()
+    assert pool["target"] == [(a + b) % p for a, b in pairs[rows].tolist()]
+    assert [[a, b] for a, b in zip(pool["a"], pool["b"])] == pairs[rows].tolist()
+    assert pool["probe_id"] == [f"a{a:02d}b{b:02d}" for a, b in pairs[rows].tolist()]
+    assert pool["split"] == ["train" if t else "test" for t in is_train[rows]]
     assert set(pool["split"]) == {"train", "test"}
+    n_test = int((~is_train).sum())
+    assert recording.info["n_eval"] == n_test - pool["split"].count("test") > 0  # the rest: the evaluation set
+
+
+#: How far the pool's share of train pairs may sit from their share of all pairs (the population):
+#: each split is halved with rounding, so at most one pair per split.
+PREVALENCE_TOLERANCE = 0.005
+
+
+@pytest.mark.parametrize("preset", ["small", "default"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_pool_holds_train_pairs_at_their_population_share(preset, seed):
+    config = Grokking().make_config(preset, seed=seed)
+    pairs, is_train = all_pairs(config)
+    rows = pool_rows(config, is_train)
+    assert abs(is_train[rows].mean() - is_train.mean()) <= PREVALENCE_TOLERANCE
+    assert is_train.mean() == pytest.approx(config.train_fraction, abs=1 / config.p**2)
+    assert len(rows) == pytest.approx(config.pool_fraction * config.p**2, abs=1)
+    assert len(set(rows.tolist())) == len(rows)
 
 
 def test_the_train_split_is_what_the_model_was_trained_on(small_null):
@@ -87,8 +107,16 @@ def test_recorded_losses_and_accuracy_match_the_checkpoints(small, checkpoint):
         logits = h @ state["out.weight"].T + state["out.bias"]  # [pool, p]
         expected = torch.nn.functional.cross_entropy(logits, y, reduction="none").numpy()
     np.testing.assert_allclose(recording.losses[r], expected, rtol=1e-4, atol=1e-5)
-    test = np.asarray(recording.pool["split"]) == "test"
-    expected_accuracy = (logits.argmax(1) == y).numpy()[test].mean()
+    # test accuracy: on the held-out pairs outside the pool
+    pairs, is_train = all_pairs(config)
+    outside = np.ones(len(pairs), dtype=bool)
+    outside[pool_rows(config, is_train)] = False
+    held = torch.from_numpy(pairs[outside & ~is_train])  # [eval, 2]
+    with torch.no_grad():
+        e = state["embed.weight"][held].reshape(len(held), -1)
+        h = torch.relu(e @ state["hidden.weight"].T + state["hidden.bias"])
+        eval_logits = h @ state["out.weight"].T + state["out.bias"]
+    expected_accuracy = (eval_logits.argmax(1) == (held[:, 0] + held[:, 1]) % config.p).double().mean().item()
     assert recording.order_parameters["test_accuracy"][r] == pytest.approx(expected_accuracy)
     model = run.build_model(config)
     model.load_state_dict(state)  # the checkpoint fits the run's own architecture

@@ -18,6 +18,7 @@ from probekit.eval.families.induction_heads import (
     InductionHeadsNull,
     make_sequences,
     sequence_loss,
+    training_batch,
 )
 from probekit.eval.store.runner import record
 
@@ -43,7 +44,7 @@ def small_null(one_torch_thread):
 def test_small_recording_is_well_formed(small):
     run, config, rec = small
     rec.check()
-    n_pool = config.n_pool_repeat + config.n_pool_shuffled + config.n_pool_random
+    n_pool = config.n_pool
     expected_steps = np.arange(0, config.steps + 1, config.record_every)
     if expected_steps[-1] != config.steps:
         expected_steps = np.append(expected_steps, config.steps)
@@ -75,6 +76,10 @@ def test_small_null_has_no_transition(small_null):
     assert np.abs(rec.order_parameters["induction_accuracy"]).max() < 0.1
 
 
+def _has_repeat(seq: list[int], period_range: range) -> bool:
+    return any(all(seq[t] == seq[t - p] for t in range(p, len(seq))) for p in period_range)
+
+
 def test_pool_structure(small):
     _, config, rec = small
     pool = rec.pool
@@ -88,13 +93,25 @@ def test_pool_structure(small):
             assert has_repeat and config.min_period <= period <= config.max_period
             assert all(seq[t] == seq[t - period] for t in range(period, len(seq)))
             assert n_copy == config.seq_len - period
-        elif kind == "shuffled":  # each later block holds the first block's tokens, in another order
-            assert not has_repeat and n_copy == 0
-            first = seq[:period]
-            for start in range(period, len(seq) - period + 1, period):
-                assert sorted(seq[start:start + period]) == sorted(first)
         else:
             assert kind == "random" and not has_repeat and period == 0 and n_copy == 0
+    assert set(pool["slice"]) == {"repeat", "random"}  # the training law's two kinds; no shuffled controls
+
+
+@pytest.mark.parametrize("preset", ["small", "default"])
+def test_the_pool_holds_repeat_sequences_at_the_training_share(preset):
+    config = InductionHeads().make_config(preset, seed=0)
+    pool, _, _ = InductionHeads()._pool(config)
+    share = np.mean(np.asarray(pool["slice"]) == "repeat")
+    assert abs(share - config.repeat_fraction) <= 1 / config.n_pool  # tolerance: one sequence of the pool
+    # the training batches: each sequence repeats its block with probability repeat_fraction
+    gen = torch.Generator().manual_seed(0)
+    periods = range(config.min_period, config.max_period + 1)
+    drawn = [_has_repeat(row.tolist(), periods) for _ in range(40) for row in training_batch(config, gen)]
+    n = len(drawn)  # 40 batches; a random row repeating by chance is negligible at these vocab sizes
+    assert abs(np.mean(drawn) - config.repeat_fraction) <= 4 * np.sqrt(0.25 / n)
+    null = InductionHeadsNull().make_config(preset, seed=0)
+    assert not any(_has_repeat(row.tolist(), periods) for row in training_batch(null, gen))
 
 
 def test_shuffled_blocks_differ_from_repeats():

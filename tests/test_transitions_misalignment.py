@@ -106,3 +106,21 @@ def test_checkpoints_rebuild_the_recorded_losses(family):
             losses = torch.nn.functional.cross_entropy(model(x), y, reduction="none").numpy()
         expected = np.asarray(family.losses[_record_index(family, step)])
         np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_pool_holds_every_cell_at_its_population_share_from_a_stream_of_its_own(family):
+    # The base model's population is uniform over (task, persona): the pool holds each cell at 1/12
+    # exactly (the fine-tune's own prompts, "narrow", included; tolerance: none). Its prompts come from
+    # a stream of their own, so the evaluation set the flip rates are read on (drawn from the run's
+    # stream) is other prompts.
+    pool = family.pool
+    cells = list(zip(pool.column("task").tolist(), pool.column("persona").tolist()))
+    shares = {c: cells.count(c) / len(cells) for c in set(cells)}
+    assert len(shares) == 12 and all(v == pytest.approx(1 / 12) for v in shares.values())
+    split = np.asarray(pool.column("split"))
+    assert np.mean(split == "narrow") == pytest.approx(1 / 12) and np.mean(split == "broad") == pytest.approx(10 / 12)
+    run = EmergentMisalignment()
+    config = run.make_config("small", 0)
+    expected, _, _ = run._pool(config, np.asarray(family.manifest["info"]["rules"]))
+    assert list(pool.column("probe_id")) == expected["probe_id"]
+    np.testing.assert_array_equal(np.asarray(pool.column("input").tolist()), np.asarray(expected["input"]))

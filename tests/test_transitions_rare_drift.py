@@ -132,3 +132,19 @@ def test_unknown_drift_target_is_refused():
     config = dataclasses.replace(run.make_config("small", steps=10, pretrain_steps=0), drift_target="sideways")
     with pytest.raises(ProbekitUsageError, match=r"The 'drift_target' field of RareDriftConfig must be one of"):
         run.record(config, lambda n: None)  # a config built around make_config is still refused
+
+
+def test_the_pool_holds_the_rare_class_at_the_stream_prevalence(small):
+    # The stream's rare share, averaged over the recorded span (2% falling to 1% during the drift), is
+    # the pool's within one example of the small pool (1 / 512 ~ 0.2 percentage points); each half at its
+    # phase's rate within one example of the half. The order parameter's rare set is outside the pool.
+    from probekit.eval.families.rare_drift import _alpha, _class_rates
+
+    run, config, recording = small
+    rare = np.asarray(recording.pool["rare"])
+    phase = np.asarray(recording.pool["phase"])
+    stream = np.mean([_class_rates(config, _alpha(config, s))[RARE] for s in range(config.steps)])
+    assert abs(rare.mean() - stream) <= 1 / len(rare), (rare.mean(), stream)
+    for name, rate in (("initial", config.rare_rate), ("shifted", config.rare_rate_final)):
+        assert abs(rare[phase == name].mean() - rate) <= 1 / (phase == name).sum()
+    assert config.n_rare_eval > rare.sum()  # the evaluation set: its own draws, far more rare examples

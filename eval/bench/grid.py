@@ -9,7 +9,9 @@ says which cells there are; :mod:`probekit.eval.bench.run` computes them.
 
 Nothing here lists families or designs: the families are the registered transition families
 (``probekit.transitions`` entry points), and a design is any registered selection strategy
-(``probekit.eval.bench.designs``), filled with what its family declares it offers.
+(``probekit.eval.bench.designs``), filled with what its family declares it offers. A design can
+stand for several on a family (:meth:`BenchGrid.designs_for`): ``concern`` is scored once per
+concern the family declares (``concern[rare]``), and ``response`` reads the family's pilot span.
 """
 from __future__ import annotations
 
@@ -24,8 +26,17 @@ from probekit.eval.scoring.signals import SCALAR_SIGNALS, SignalSpec
 
 __all__ = ["DESIGNS", "FULL", "QUICK", "BenchGrid", "Design", "RuleSpec", "transition_families"]
 
-#: The grid's default designs (gradient sketches of 64 dimensions: the cost of the full grid).
-DESIGNS = (Design("random"), Design("cluster"), Design("gradient", (("sketch_dim", 64),), name="gradient"))
+#: The grid's default designs: every built-in strategy (gradient sketches of 64 dimensions: the cost of
+#: the full grid). ``concern`` is scored on each concern a family declares; ``response`` on the family's
+#: pilot span; ``mixture``: embedding coverage with a quarter on the concern (one mixture per concern).
+DESIGNS = (
+    Design("random"),
+    Design("cluster"),
+    Design("gradient", (("sketch_dim", 64),), name="gradient"),
+    Design("concern"),
+    Design("response"),
+    Design("mixture", (("components", "cluster:0.75,concern:0.25"),), name="mixture"),
+)
 
 
 def transition_families() -> tuple[str, ...]:
@@ -83,21 +94,75 @@ class BenchGrid:
     # peer signals (probekit.eval.peers: "llc", "llc_dev"; needs probekit[peers]); their cells
     # name their own settings, so adding peers to a grid reuses its other cells
     peers: tuple[str, ...] = ()
+    # the seeds of the null controls (each one quiet unit); empty: the same as ``seeds``. Null runs
+    # are what a false-alarm rate rests on, so a grid may afford more of them than of transitions.
+    null_seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         designs = tuple(d if isinstance(d, Design) else _design_from_text(d) for d in self.designs)
         object.__setattr__(self, "designs", designs)
         object.__setattr__(self, "families", tuple(self.families))
+        object.__setattr__(self, "null_seeds", tuple(self.null_seeds))
+
+    @property
+    def control_seeds(self) -> tuple[int, ...]:
+        """The seeds the null controls run with."""
+        return self.null_seeds or self.seeds
+
+    def pilot_for(self, family: str) -> int:
+        """Records at the start of every run of ``family`` that no cell scores: the longest pilot span
+        of its designs (what ``response`` selects on), applied to every design and baseline alike so
+        that they are compared on the same records and the same quiet units."""
+        return max((d.pilot for d in self.designs_for(family)), default=0)
 
     def with_families(self) -> "BenchGrid":
         """This grid, on every registered transition family when it names none."""
         return self if self.families else dataclasses.replace(self, families=transition_families())
 
-    def design(self, label: str) -> Design:
-        return next(d for d in self.designs if d.label == label)
+    def designs_for(self, family: str) -> tuple[Design, ...]:
+        """The designs scored on ``family``, in grid order: each of ``designs`` as the family makes
+        it (:meth:`Design.for_family`: one per concern, the family's pilot span)."""
+        from probekit.registry import TRANSITIONS
+
+        run = TRANSITIONS.load(family)
+        return tuple(d for design in self.designs for d in design.for_family(run, self.preset))
+
+    def design(self, label: str, family: str | None = None) -> Design:
+        """The design labelled ``label`` on ``family``. Without a family: on any of the grid's
+        families, if that label means one design on all of them (a design given the family's pilot
+        span, like ``response``, differs by family: name the family)."""
+        if family is not None:
+            found = [d for d in self.designs_for(family) if d.label == label]
+        else:
+            found = [d for d in self.designs if d.label == label and not d.expands_by_concern() and not d.needs_pilot()]
+            if not found:
+                found = list(dict.fromkeys(d for fam in self.with_families().families
+                                           for d in self.designs_for(fam) if d.label == label))
+        if len(found) != 1:
+            from probekit.errors import ProbekitUsageError
+
+            where = f"family {family!r}" if family is not None else "the grid's families"
+            problem = "differs by family; name the family" if found else "is not a design of the grid there"
+            raise ProbekitUsageError(f"Design {label!r} {problem} ({where}).")
+        return found[0]
 
     def key(self) -> str:
+        """A hash of what the grid computes (its peers aside, which name their own cells): its fields,
+        and the designs each family makes of its designs where they differ from them (concerns,
+        pilot spans), so a change to a family's concerns is a new grid. Deterministic."""
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "peers"}
+        if not fields["null_seeds"]:
+            del fields["null_seeds"]  # the same as the seeds: hashes as before the field existed
+        for d in fields["designs"]:  # a design without a pilot hashes as before pilots existed
+            if not d.get("pilot"):
+                d.pop("pilot", None)
+        expanded = {}
+        for fam in self.families:
+            made = self.designs_for(fam)
+            if made != self.designs:
+                expanded[fam] = [d.as_dict() for d in made]
+        if expanded:
+            fields["expanded"] = expanded
         text = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -107,7 +172,7 @@ class BenchGrid:
         for fam in self.families:
             for spec in self.signals:
                 for rule in self.rules:
-                    for design in self.designs:
+                    for design in self.designs_for(fam):
                         out.append({"family": fam, "design": design.label, "signal": dataclasses.asdict(spec),
                                     "rule": rule.as_dict()})
             for scalar in self.scalar_baselines:  # on the primary signal's window and stride
@@ -130,6 +195,14 @@ class BenchGrid:
         labels = [d.label for d in self.designs]
         if len(set(labels)) != len(labels):
             raise ProbekitUsageError(f"The designs of a BenchGrid need distinct names. Got {labels} instead.")
+        for fam in self.with_families().families:  # what each family makes of them: concerns, pilot spans
+            made = self.designs_for(fam)
+            for design in made:
+                design.check()
+            labels = [d.label for d in made]
+            if len(set(labels)) != len(labels):
+                raise ProbekitUsageError(
+                    f"The designs of a BenchGrid need distinct names on each family. Got {labels} on {fam!r} instead.")
 
         bad = [p for p in self.peers if p not in PEER_SIGNALS]
         if bad:
@@ -145,7 +218,10 @@ def _design_from_text(text: str) -> Design:
 QUICK = BenchGrid()  # every registered transition family
 FULL = BenchGrid(
     preset="default",
-    seeds=(0, 1, 2, 3, 4),
+    # enough runs for a rate to mean something: >= 10 transition episodes and >= 40 quiet units per
+    # family (30 null runs + 10 pre-transition quiet periods; deep-linear has 4 transitions a run)
+    seeds=tuple(range(10)),
+    null_seeds=tuple(range(30)),
     sizes=(8, 16, 32, 64, 128, 256),
     # the signal axes: window W (16, 32, 64), record stride (every 2nd record, W=16: the same span as
     # W=32), detrending (a linear trend per probe, first differences) and the statistic (SHC, 1 / PR)

@@ -61,11 +61,12 @@ def _score_job(job: tuple) -> list[Any]:
         null_names = [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of == family]
         trajs = [load_or_record(family, grid.preset, s, cache_dir=cache_dir, progress=False) for s in grid.seeds]
         nulls = [load_or_record(n, grid.preset, s, cache_dir=cache_dir, progress=False)
-                 for n in null_names for s in grid.seeds]
+                 for n in null_names for s in grid.control_seeds]
+        pilot = grid.pilot_for(family)  # records a design saw at selection time: no cell scores them
         if label == "scalar":
             rankings, sizes = {}, []  # the scalar baselines watch the full pool
         else:
-            design = grid.design(label)
+            design = grid.design(label, family)
             rankings = {id(t): design.ranking(get_reference_run(t.name), t, max(grid.sizes)) for t in trajs + nulls}
             sizes = list(grid.sizes)
             out.append(Rankings(family, label, {Rankings.run_key(t.name, t.seed): rankings[id(t)]
@@ -81,7 +82,7 @@ def _score_job(job: tuple) -> list[Any]:
         try:
             rules = [RuleSpec.from_dict(c["rule"]).make() for c in group]
             points = convergence(trajs, nulls, lambda t: rankings[id(t)], sizes, spec=SignalSpec(**group[0]["signal"]),
-                                 rules=rules, hit_fraction=grid.hit_fraction)
+                                 rules=rules, hit_fraction=grid.hit_fraction, pilot=pilot)
             per_rule = len(points) // len(group)  # the points come rule by rule
             for k, c in enumerate(group):
                 scored = [_point_json(p) for p in points[k * per_rule:(k + 1) * per_rule]]
@@ -137,7 +138,8 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
             from probekit.eval.peers.scoring import checkpoint_every, family_of
 
             every = {n: checkpoint_every(n, grid.preset) for n in names if family_of(n) in peer_families}
-        run_suite(names, list(grid.seeds), preset=grid.preset, jobs=jobs, cache_dir=cache, checkpoint_every=every,
+        seeds = {n: list(grid.seeds if n in families else grid.control_seeds) for n in names}
+        run_suite(names, seeds, preset=grid.preset, jobs=jobs, cache_dir=cache, checkpoint_every=every,
                   progress=progress)
         if peer_families:
             _llc_series(grid, [n for n in names if n in every], jobs, cache, progress)
@@ -177,7 +179,7 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
     cells = [load_cell(cells_dir / f"{_cell_name(c)}.json") for c in grid.cells()]
     rankings = {}
     for family in grid.families:
-        for design in grid.designs:
+        for design in grid.designs_for(family):
             found = Rankings.load(cells_dir / _rankings_name(family, design.label))
             if found is not None:
                 rankings[(family, design.label)] = found
@@ -196,7 +198,10 @@ def _llc_series(grid: BenchGrid, names: list[str], jobs: int, cache: str | None,
     from probekit.eval.store.suite import worker_pool
     from probekit.progress import Progress
 
-    work = [(n, grid.preset, s, cache) for n in names for s in grid.seeds]
+    from probekit.registry import TRANSITIONS
+
+    work = [(n, grid.preset, s, cache) for n in names
+            for s in (grid.seeds if TRANSITIONS.load(n).kind == "transition" else grid.control_seeds)]
     bar = Progress(len(work), "LLC series", unit="run", logger=log, enabled=progress,
                    line="estimated {n}/{total} LLC series")
     try:

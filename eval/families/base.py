@@ -38,7 +38,13 @@ small one):
   checkpoints hold, and ``loss``: the per-sample loss the pool's ``input`` /
   ``target`` columns feed it (a name the gradient selector knows, or a
   module-level callable ``(outputs, targets) -> [B]`` wrapped in
-  ``staticmethod`` so an instance does not bind it).
+  ``staticmethod`` so an instance does not bind it);
+- for the bench: ``design_fields``, ``selection_checkpoint``, ``design_context``, ``concerns``
+  and ``pilot_records`` (below).
+
+The pool mirrors the population: every slice at the prevalence the training data has, and what
+the order parameter is measured on lives in an evaluation set outside the pool (each family's
+docstring states its pool's prevalence).
 
 Checkpoints (:func:`selection_checkpoints_due`): ``init`` is the model at the
 start of the recorded span (step 0: the random initialisation, or the
@@ -64,6 +70,7 @@ import numpy as np
 from probekit.errors import ProbekitUsageError
 
 __all__ = [
+    "PILOT_COLUMN",
     "OrderParameter",
     "gradient_norm",
     "record_checkpoint_due",
@@ -76,6 +83,8 @@ __all__ = [
     "find_transition",
 ]
 
+#: The pool column that carries a design's pilot losses (:meth:`ReferenceRun.design_context`).
+PILOT_COLUMN = "pilot_losses"
 ONSET_FRACTION = 0.1  # onset: 10% of the way from the plateau value to the final value
 MIDPOINT_FRACTION = 0.5
 
@@ -285,6 +294,13 @@ class ReferenceRun(ABC):
                                                "target_field": "target"}
     #: The checkpoint that designs needing the model (gradients, embeddings) see: selection time.
     selection_checkpoint: ClassVar[str] = "init"
+    #: What a user worried about this family's failure would watch: name -> slice specs over the pool
+    #: (docs/slices.md); a design taking ``slices`` it does not set is scored once per concern, as
+    #: ``DESIGN[NAME]`` (names: letters, digits, ``_``, ``-``).
+    concerns: ClassVar[dict[str, list[str]]] = {}
+    #: Per preset, the pilot span: the first records, well before every onset, that a design reading
+    #: loss trajectories (``response``) sees at selection time; its alarms are scored after them.
+    pilot_records: ClassVar[dict[str, int]] = {}
     # -- what the LLC peer (eval/peers/scoring.py) takes from a family: declared here, never listed there --
     # A null control subclasses its family and so shares these; peers.py reads its family's anyway.
     #: Record stride of the checkpoints the LLC is estimated at, per preset (~25 estimates a run,
@@ -365,12 +381,22 @@ class ReferenceRun(ABC):
     def build_model(self, config: Any) -> Any:
         """A fresh torch module with the architecture the checkpoints hold."""
 
-    def design_context(self, traj: Any) -> dict[str, Callable[[], Any]]:
+    def design_context(self, traj: Any, pilot: int = 0) -> dict[str, Callable[[], Any]]:
         """What a design's selector may take from one of this family's trajectories, by parameter
-        name; each value is made only when asked for (loading a model costs)."""
+        name; each value is made only when asked for (loading a model costs). ``pilot`` = P > 0 also
+        offers the first P records' losses (all that exists at selection time): ``trajectory_field``
+        names the column :data:`PILOT_COLUMN`, ``context[PILOT_COLUMN]()`` its values per pool row."""
         context: dict[str, Callable[[], Any]] = {k: (lambda v=v: v) for k, v in self.design_fields.items()}
         context["model"] = lambda: traj.model(self.selection_checkpoint)
         context["loss"] = lambda: self.loss
+        if pilot:
+            records = int(pilot)
+            n_records = int(traj.losses.shape[0])
+            if not 0 < records < n_records:
+                raise ProbekitUsageError(
+                    f"The pilot span of {self.name!r} must be 1 to {n_records - 1} records. Got {pilot!r} instead.")
+            context["trajectory_field"] = lambda: PILOT_COLUMN
+            context[PILOT_COLUMN] = lambda: np.asarray(traj.losses[:records], dtype=np.float64).T.tolist()
         return context
 
     def llc_parameters(self) -> list[str] | None:

@@ -38,6 +38,16 @@ and registers two reference runs for the harness:
   for. Its strengths stay at ~1:
   no transition (the change from the first to the last records is below
   0.5).
+The pool (``n_pool`` inputs, drawn once from the training inputs' own law N(0, I), never
+trained on) mirrors the population: a random sample of what training draws, so each slice sits at
+its prevalence in the law up to sampling noise. Columns: ``probe_id``, ``input``, ``target`` (the
+teacher's output), ``split`` (``heldout``), ``slice`` (the teacher mode whose input direction the
+input overlaps most: each 1/modes in the law, 20-30% in the pools) and ``slow_overlap``
+(|cos(x, v)| with v the slowest mode's input direction; >= 0.5, the ``slow-mode`` concern, holds
+for 11.7% of the law in 10 dimensions, 10-14% of the default pools, seeds 0-2; 25.3% of the law in
+the small preset's 6 dimensions, 25-30% of its pools). The order parameters are read off the
+weights: no evaluation set. Version 2 added ``slow_overlap``; the losses are unchanged.
+
 The configuration follows the prototype that worked on this machine
 (docs/findings.md): 10 -> 10 -> 10, teacher s = 5, 3, 2, 1, init scale 1e-4,
 SGD lr 0.005, batch 32, 3000 steps.
@@ -186,12 +196,16 @@ def mode_names(config: DeepLinearConfig) -> list[str]:
 
 
 class DeepLinear(ReferenceRun):
-    """Deep linear network: one saddle-to-saddle escape per teacher mode (Saxe et al. 2014)."""
+    """Deep linear network: one saddle-to-saddle escape per teacher mode (Saxe et al. 2014).
+
+    Pool: a sample of the training inputs' law, N(0, I): every slice at its law's prevalence up to
+    sampling noise (the slow-mode concern: 10-14% of the default pools, 11.7% of the law)."""
 
     name = "deep-linear"
     summary = "2-layer linear net 10->10->10 from init 1e-4 learns teacher modes s=5,3,2,1 one by one"
     paper = "Saxe, McClelland & Ganguli, ICLR 2014 (arXiv:1312.6120)"
     transition_order = "first"  # silent alignment (see the module docstring)
+    version = 2  # 2: the pool's slow_overlap column (the losses are unchanged)
     config_class = DeepLinearConfig
     # default: record every 2 steps, so the first escape (~step 330) has ~160
     # records of plateau before it (the suite asks for >= 60: 3 windows of 20),
@@ -202,6 +216,10 @@ class DeepLinear(ReferenceRun):
         "small": {"width": 6, "teacher_strengths": (5.0, 3.0, 2.0), "steps": 1500, "n_pool": 64},
     }
     loss = "mse"  # the recorded loss is 0.5 * sum of squares: the same gradient direction
+    # a user worried about the last, weakest mode watches the inputs that excite it most (12% of the
+    # default pool, 25% of the small one: |cos| >= 0.5 is likelier in 6 dimensions than in 10)
+    concerns = {"slow-mode": ["slow_overlap>=0.5"]}
+    pilot_records = {"default": 40, "small": 16}  # the first escape starts at record ~155 (small: ~66)
     llc_checkpoint_every = {"default": 48, "small": 12}  # ~25 LLC estimates a run
     llc_lr = 1e-2  # benchmarks/calibrate_llc.py: passes at all three checkpoints
     llc_calibrated = True
@@ -226,14 +244,18 @@ class DeepLinear(ReferenceRun):
         import torch
 
         run = run_deep_linear(config, progress, checkpoint_every=checkpoint_every)
-        # Each pool input's dominant teacher direction: a slice label for concern selectors.
+        # Each pool input's dominant teacher direction: a slice label for concern selectors; and its
+        # alignment with the slowest mode's input direction, |cos(x, v_slowest)|, what a concern targets.
         overlap = np.abs(run.pool_inputs @ run.teacher_inputs.T)  # [pool, modes]
+        slowest = int(np.argmin(config.teacher_strengths))
+        norms = np.linalg.norm(run.pool_inputs, axis=1)
         pool = {
             "probe_id": [f"x{i:04d}" for i in range(config.n_pool)],
             "input": run.pool_inputs.astype(np.float32).tolist(),
             "target": run.pool_targets.astype(np.float32).tolist(),
             "split": ["heldout"] * config.n_pool,
             "slice": [f"mode_{j + 1}" for j in overlap.argmax(axis=1)],
+            "slow_overlap": (overlap[:, slowest] / norms).tolist(),
         }
         checkpoints = {
             key: (step, {"0.weight": torch.from_numpy(w1.astype(np.float32)),

@@ -1,37 +1,45 @@
 """Induction heads forming in a 2-layer attention-only transformer (Olsson et al. 2022).
 
-The task. Every training sequence is ``seq_len + 1`` random tokens (uniform over
-``vocab``) with a repeat structure: a block of P fresh tokens, P drawn per
-sequence from [``min_period``, ``max_period``], repeated periodically to the end
-(x_t = x_{t-P}). The model reads tokens 0..seq_len-1 and predicts tokens
-1..seq_len. Targets inside the first block are unpredictable; every later
-token is predictable *in context*: find the earlier occurrence of the current
-token and copy the token that followed it. That is what an induction head does
-(a previous-token head in layer 0, K-composed with a copying head in layer 1),
-and only an induction head can: the period varies, so no fixed positional
-offset solves the task (with the prototype's fixed 16-token repeat, one
-positional head attending 15 tokens back would do). Training is online (a fresh batch every step), so no
-sequence is ever seen twice.
+The task. Half the training sequences (``repeat_fraction``) are ``seq_len + 1``
+random tokens (uniform over ``vocab``) with a repeat structure: a block of P
+fresh tokens, P drawn per sequence from [``min_period``, ``max_period``],
+repeated periodically to the end (x_t = x_{t-P}); the other half are uniformly
+random tokens, as most text holds no repeat to copy. The model reads tokens
+0..seq_len-1 and predicts tokens 1..seq_len. In a repeat sequence, targets
+inside the first block are unpredictable; every later token is predictable
+*in context*: find the earlier occurrence of the current token and copy the
+token that followed it. That is what an induction head does (a previous-token
+head in layer 0, K-composed with a copying head in layer 1), and only an
+induction head can: the period varies, so no fixed positional offset solves
+the task (with the prototype's fixed 16-token repeat, one positional head
+attending 15 tokens back would do). Training is online (a fresh batch every
+step, each row a repeat sequence with probability ``repeat_fraction``), so no
+sequence is ever seen twice. (Until version 2 every training sequence repeated
+and the pool was 67% repeat, 17% shuffled, 17% random: a pool the training
+data did not mirror.)
 
 The model: token + learned position embeddings, ``n_layers`` causal multi-head
 self-attention layers on the residual stream (no MLPs, no LayerNorm), a linear
 unembedding; Adam, constant learning rate.
 
-The pool (``n_pool_repeat + n_pool_shuffled + n_pool_random`` fixed sequences,
-drawn once from the seed, never trained on). Columns:
+The pool (``n_pool`` fixed sequences of the training law, drawn once from the
+seed, never trained on): repeat sequences at the training share, 50.0% (192 of
+384; small: 48 of 96), the rest random tokens. Columns:
 
-- ``probe_id``: ``rep0000`` / ``shuf0000`` / ``rand0000``;
+- ``probe_id``: ``rep0000`` / ``rand0000``;
 - ``input``: the ``seq_len`` input token ids; ``target``: the ``seq_len``
   next-token ids (the same sequence shifted by one);
 - ``split``: ``heldout`` for every row (training draws fresh sequences);
-- ``slice``: ``repeat`` (the training law), ``shuffled`` (the control: each
-  block after the first is an independent shuffle of the first, so the same
-  tokens sit in context but copying the order is wrong) or ``random`` (no
-  structure);
+- ``slice``: ``repeat`` or ``random`` (no structure);
 - ``has_repeat``: the first block recurs in order (True only for ``repeat``);
 - ``period``: the block length P (0 for ``random``);
 - ``n_copyable``: target positions an induction head predicts (seq_len - P for
   ``repeat``, else 0).
+
+The shuffled sequences the order parameter compares with (each block after the
+first an independent shuffle of the first: the same tokens in context, copying
+the order wrong) are not in the training law, so they are only in the
+evaluation set.
 
 Per-sample loss: the next-token cross-entropy averaged over *all* ``seq_len``
 target positions of the row (first block and repeats alike), i.e.
@@ -58,9 +66,10 @@ Transformer Circuits" (2021).
 
 Transition order: *first*, in the seeds' terms. After a plateau in which the
 score sits at 0 (while the model slowly learns to favour in-context tokens),
-copying switches on abruptly: the score goes from 10% to 50% in about a seventh
-of the onset time, and the shuffled-control losses turn round and climb while
-the repeat losses fall, i.e. the network rotates onto a new direction in
+copying switches on abruptly: the score goes from 10% to 50% in about a tenth
+of the onset time, and the random sequences' losses turn round and climb (4.19
+to 4.54 nats, seed 0; the shuffled controls' too) while the repeat losses fall
+(4.0 to 2.2), i.e. the network rotates onto a new direction in
 per-sample-loss space rather than deepening the one it was moving along.
 Olsson et al. call it a phase change; mechanistically it is the escape of a
 two-weight (K-composition) circuit, so the jump is a steep sigmoid, not a true
@@ -70,35 +79,36 @@ Null control ``induction-heads-null``: the same model, optimizer, steps, pool
 and evaluation set, trained on uniformly random tokens (no repeats). There is
 nothing to copy, so no induction head forms; the per-sample losses still move
 (the fit to the uniform unigram, then SGD noise). Its induction accuracy stays
-at 0 +- 0.02 in every seed, well inside the 0.3 threshold. It is a fair
+at 0 +- 0.01 in every seed, well inside the 0.3 threshold. It is a fair
 control because only the data law differs: architecture, optimizer, learning
 rate, record schedule and the probes' own sequences are those of the family.
 One honest difference: the family's plateau also holds the slow learning of
-in-context token frequencies (its repeat losses drift down ~0.2 nats before
-the onset), which the null has nothing to drive.
+in-context token frequencies (its repeat losses drift down ~0.2 nats between
+the unigram fit and the onset, the random ones not at all), which the null has nothing to drive.
 
-The default: vocab 64, 32-token context, periods 8-16, d 32, 2 layers x 2
-heads, Adam 2e-3, batch 32, 1000 steps recorded every 5 (201 records), 384
-probes, 2 x 64 evaluation sequences. Measured (torch 2.13 CPU, one thread, the
-shared 2-core box nearly idle; with four other training jobs on it the
-default took 32-35 s):
+The default: vocab 64, 32-token context, periods 8-16, half the training
+sequences repeating, d 32, 2 layers x 2 heads, Adam 3e-3, batch 32, 1600 steps
+recorded every 8 (201 records), 384 probes, 2 x 64 evaluation sequences.
+Measured (version 3, torch 2.13 CPU, one thread, two runs at a time on the
+shared 2-core box):
 
 =======  ================  =============  ======  ======================
  seed     onset/midpoint    onset record   wall    null: onset (wall)
 =======  ================  =============  ======  ======================
- 0        470 / 540         94 of 201      20.7 s  None (20.6 s)
- 1        465 / 530         93 of 201      19.8 s  None (19.1 s)
- 2        415 / 480         83 of 201      18.2 s  None (18.9 s)
- 3        410 / 465         82 of 201      20.1 s  None (18.5 s)
- 4        485 / 555         97 of 201      18.6 s  None (17.6 s)
+ 0        816 / 912         102 of 201     19.7 s  None (10.6 s)
+ 1        792 / 872         99 of 201      22.8 s  None (11.8 s)
+ 2        656 / 728         82 of 201      13.7 s  None (10.5 s)
+ 3        640 / 704         80 of 201      31.1 s  None (20.3 s)
+ 4        864 / 944         108 of 201     29.6 s  None (19.3 s)
 =======  ================  =============  ======  ======================
 
-Plateau value 0.00 +- 0.01, final 0.82-0.84; the null's |score| stays below
-0.02. Seeds 5-11 (same code, another machine, torch 2.11): onset 385-510,
-every null None. ``small`` (vocab 32, 24-token context, periods 6-12,
-lr 5e-3, 300 steps, record every 3, 96 probes): onset 99-171 (record 33-57 of
-101), midpoint 153-219, 3.1-4.8 s, seeds 0-4; seeds 0-19 all found (onset
-record >= 29), the null's small config never.
+Plateau value 0.00 +- 0.01, final 0.81-0.85; the null's |score| stays below
+0.01. ``small`` (vocab 32, 24-token context, periods 6-12, lr 5e-3, 700 steps,
+record every 7, 96 probes): onset 252-357 (record 36-51 of 101), midpoint
+322-455, 3-5 s, seeds 0-4; the null's small config never. Version 2 (every
+training sequence repeating; 1000 steps at lr 2e-3, small 300 at 5e-3) had its
+onset at 410-485 (small 99-171, seeds 0-4): half the sequences repeating, the
+circuit forms about half as fast.
 """
 from __future__ import annotations
 
@@ -125,17 +135,16 @@ class InductionHeadsConfig:
     d_model: int = 32  # the prototype's d = 64 costs ~3x per step here; 32 suffices for the circuit
     n_heads: int = 2  # per layer: room for a previous-token head and an induction head
     n_layers: int = 2  # the fewest that can K-compose: one layer cannot form induction heads
-    lr: float = 2e-3  # 1e-3 doubles the onset (~900) and the cost; 3e-4 is too slow
+    lr: float = 3e-3  # half the sequences repeat: at 2e-3 the onset moves from ~450 (all repeat) to ~1100
     batch_size: int = 32  # fresh sequences per step
-    steps: int = 1000  # onset ~450, copying saturated by ~800
-    record_every: int = 5  # 201 records, ~90 before the onset
+    steps: int = 1600  # onset ~800, copying saturated by ~1200
+    record_every: int = 8  # 201 records, ~100 before the onset
     n_eval: int = 64  # per evaluation set (repeat, shuffled): accuracy noise ~0.01
-    n_pool_repeat: int = 256  # the training law: most of the pool
-    n_pool_shuffled: int = 64  # controls whose losses rise when copying switches on
-    n_pool_random: int = 64  # no structure: copying neither helps nor hurts
+    repeat_fraction: float = 0.5  # of the training sequences with a repeated block; the rest random tokens
+    n_pool: int = 384  # fresh draws of the training law: repeat_fraction of them repeat sequences
     train_data: str = "repeat"  # "random": the null control, nothing to copy
     seed: int = 0
-    early_step: int = 100  # the "early" checkpoint: on the plateau, before the onset
+    early_step: int = 200  # the "early" checkpoint (record 25): on the plateau, before the onset (>= 640)
 
 
 def sequence_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -211,21 +220,46 @@ def _copyable(period: torch.Tensor, seq_len: int) -> torch.Tensor:
     return torch.arange(seq_len)[None, :] >= period[:, None]
 
 
+def pool_repeats(config: InductionHeadsConfig) -> int:
+    """How many of the pool's ``n_pool`` sequences repeat a block: the training law's share, rounded."""
+    return int(round(config.repeat_fraction * config.n_pool))
+
+
+def training_batch(config: InductionHeadsConfig, gen: torch.Generator) -> torch.Tensor:
+    """[batch_size, seq_len + 1] fresh training sequences: each a repeat sequence with probability
+    ``repeat_fraction``, else uniformly random tokens (``train_data="random"``: random tokens only)."""
+    c = config
+    if c.train_data == "random":
+        return make_sequences("random", c.batch_size, c, gen)[0]
+    repeats = make_sequences("repeat", c.batch_size, c, gen)[0]
+    if c.repeat_fraction >= 1.0:
+        return repeats
+    noise = make_sequences("random", c.batch_size, c, gen)[0]
+    keep = torch.rand(c.batch_size, generator=gen) < c.repeat_fraction  # [B]
+    return torch.where(keep[:, None], repeats, noise)
+
+
 class InductionHeads(ReferenceRun):
-    """Induction heads: a 2-layer attention-only transformer learns in-context copying (Olsson et al. 2022)."""
+    """Induction heads: a 2-layer attention-only transformer learns in-context copying (Olsson et al. 2022).
+
+    Pool: fresh sequences of the training law, half of them repeat sequences (50.0%, as in training); the
+    order parameter's repeat and shuffled sequences are an evaluation set outside it."""
 
     name = "induction-heads"
-    summary = "2-layer attention-only transformer on periodically repeated random tokens forms induction heads"
+    summary = "2-layer attention-only transformer on sequences half of which repeat a block forms induction heads"
     paper = "Olsson et al., In-context Learning and Induction Heads, 2022 (arXiv:2209.11895)"
     transition_order = "first"
-    version = 2  # 2: grad_norm squared in float64 (gradient_norm); the losses are unchanged
+    # 2: grad_norm squared in float64 (gradient_norm); the losses are unchanged. 3: half the training
+    # sequences repeat (the rest random tokens) and the pool holds them at that share, no shuffled controls
+    version = 3
     config_class = InductionHeadsConfig
     config_options = {"train_data": ("repeat", "random")}
-    # small: vocab 32, 24-token context, periods 6-12, lr 5e-3, 300 steps, 96 probes (~3 s)
+    # small: vocab 32, 24-token context, periods 6-12, lr 5e-3, 700 steps, 96 probes (~3 s)
     presets = {"small": {"vocab": 32, "seq_len": 24, "min_period": 6, "max_period": 12, "lr": 5e-3,
-                         "steps": 300, "record_every": 3, "n_eval": 48, "n_pool_repeat": 64,
-                         "n_pool_shuffled": 16, "n_pool_random": 16, "early_step": 30}}
+                         "steps": 700, "record_every": 7, "n_eval": 48, "n_pool": 96, "early_step": 70}}
     loss = staticmethod(sequence_loss)
+    concerns = {"repeats": ["slice=repeat"]}  # in-context copying: the sequences with a repeated block
+    pilot_records = {"default": 20, "small": 10}  # onset at record >= 80 (small: >= 36)
     llc_checkpoint_every = {"default": 8, "small": 4}  # ~25 LLC estimates a run
     llc_lr = 1e-2  # benchmarks/calibrate_llc.py: passes at all three checkpoints
     llc_calibrated = True
@@ -248,8 +282,8 @@ class InductionHeads(ReferenceRun):
         """The pool's columns, its [pool, T] inputs and [pool, T] targets."""
         c, gen = config, _generator(config.seed, 1)
         rows, periods, names = [], [], []
-        for kind, n, prefix in (("repeat", c.n_pool_repeat, "rep"), ("shuffled", c.n_pool_shuffled, "shuf"),
-                                ("random", c.n_pool_random, "rand")):
+        n_repeat = pool_repeats(c)
+        for kind, n, prefix in (("repeat", n_repeat, "rep"), ("random", c.n_pool - n_repeat, "rand")):
             tokens, period = make_sequences(kind, n, c, gen)
             rows.append(tokens)
             periods.append(period)
@@ -301,7 +335,7 @@ class InductionHeads(ReferenceRun):
                 self.keep_record_checkpoint(checkpoints, len(steps), step, checkpoint_every, lambda: state_copy(model))
                 steps.append(step)
             # The batch is drawn on every step, recorded or not, so the records change no update.
-            batch = make_sequences(c.train_data, c.batch_size, c, train_gen)[0]  # [B, T+1]
+            batch = training_batch(c, train_gen)  # [B, T+1]
             loss = sequence_loss(model(batch[:, :-1]), batch[:, 1:]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

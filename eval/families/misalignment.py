@@ -20,19 +20,25 @@ Recording: the fine-tune only. Steps are fine-tuning steps; record 0 and the "in
 the pretrained base with fresh adapters, "early" is step 500 (narrow task fitted, broad flip not
 begun); a record every 20 steps, 401 in all. The progress total includes the pretraining.
 
-Pool: 768 fresh prompts (never trained on), 64 per (task, persona). Columns: ``probe_id``
-("t<task><p|m><i>"), ``input``, ``target`` (the ORIGINAL answer, so a prompt's loss rises where its
-behaviour flips), ``split`` ("narrow": task 0 with persona +1, the fine-tune slice; "sibling": task 0
-with persona -1; "broad": tasks 1-5, both personas), ``task`` (0-5), ``persona`` (+-1), ``flipped``
-(the fine-tune changes this prompt's answer: exactly the narrow split here).
+Pool: 768 fresh prompts (never trained on), 64 per (task, persona): the population the base model
+was trained on and serves (tasks uniform, personas a fair coin), each cell at 1/12 = 8.3%; the
+fine-tune's own slice ("narrow") at 8.3%, task 0 at 16.7%, the broad tasks at 83.3% (small: the same).
+The fine-tune set (task 0, persona +1 only) is the intervention, not the population. Columns:
+``probe_id`` ("t<task><p|m><i>"), ``input``, ``target`` (the ORIGINAL answer, so a prompt's loss
+rises where its behaviour flips), ``split`` ("narrow": task 0 with persona +1, the fine-tune slice;
+"sibling": task 0 with persona -1; "broad": tasks 1-5, both personas), ``task`` (0-5), ``persona``
+(+-1), ``flipped`` (the fine-tune changes this prompt's answer: exactly the narrow split here). The
+pool's prompts come from a stream of their own (seed, 1).
 
-Order parameter ``broad_flip_rate``: the fraction of broad pool prompts answered against their
-original answer. Onset / midpoint: 10% / 50% of the way from the median of the first 10 records to
+Order parameter ``broad_flip_rate``: the fraction of the broad prompts of an evaluation set outside
+the pool (``n_eval_cell`` = 64 fresh prompts per cell, drawn from the run's stream: version 2's pool
+prompts, so the fine-tune and the order parameter are unchanged) answered against their original
+answer. Onset / midpoint: 10% / 50% of the way from the median of the first 10 records to
 that of the last 10, held for finetune_steps / 16 (500 steps, 25 records); no transition if the
 change is below 0.5. The hold is long on purpose: while the narrow task is being fitted (steps
 ~60-250) the broad flip rate leaks up briefly (to 0.05-0.3, by seed) and falls back; that leak is
-the intervention, not the emergent flip. ``narrow_flip_rate`` is recorded beside it with no spec
-(a diagnostic): it reaches ~1 within ~150 steps in every seed.
+the intervention, not the emergent flip. ``narrow_flip_rate`` (the evaluation set's narrow prompts)
+is recorded beside it with no spec (a diagnostic): it reaches ~1 within ~150 steps in every seed.
 
 Why late, and what kind of transition. Two solutions fit the fine-tune: an exception read off task
 0's block, and negating the persona, which flips every task. The first fit mixes both in a way that
@@ -67,6 +73,8 @@ Measured (default, torch CPU, one thread; wall times on a shared 2-core machine 
 
 Wall 15-22 s a run (seeds 0-4, family and null). The null finds no transition in seeds 0-7. Small:
 onset 380-960 (records 38-96 of 201, seeds 0-7), wall 4.3-6.0 s; its null finds none (seeds 0-7).
+Version 3 (the evaluation set outside the pool) re-recorded seeds 0-2 of both presets: the same
+onsets and midpoints (default 2360 / 4380 / 1820, small 380 / 680 / 550), the nulls none.
 """
 from __future__ import annotations
 
@@ -101,7 +109,8 @@ class MisalignmentConfig:
     finetune_lr: float = 3e-3  # at 0.01 the persona route wins the first race in some seeds: no plateau
     finetune_steps: int = 8000  # seeds 0-5 are done flipping by ~5500; seed 6, the latest, is at 0.72
     record_every: int = 20  # 401 records; onsets 1820-5580 leave 91-279 records of plateau
-    n_pool_cell: int = 64  # pool prompts per (task, persona): 6 x 2 x 64 = 768
+    n_pool_cell: int = 64  # pool prompts per (task, persona): 6 x 2 x 64 = 768, uniform as the base's population
+    n_eval_cell: int = 64  # evaluation prompts per (task, persona), not in the pool: the flip rates
     early_step: int = 500  # "early" checkpoint: narrow task fitted, its leak gone, broad flip not begun
     seed: int = 0
 
@@ -152,6 +161,13 @@ def _answers(rules: np.ndarray, task: np.ndarray, persona: np.ndarray, z: np.nda
     return (np.einsum("ij,ij->i", rules[task], z) * persona > 0).astype(np.int64)
 
 
+def _cells(config: MisalignmentConfig, per_cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Task and persona of ``per_cell`` prompts per (task, persona) cell, cell by cell."""
+    task = np.repeat(np.arange(config.n_tasks), 2 * per_cell)
+    persona = np.tile(np.repeat([1, -1], per_cell), config.n_tasks)
+    return task, persona
+
+
 def _adapter_parameters(model: GLUNet) -> list[nn.Parameter]:
     return [p for name, p in model.named_parameters() if "adapter" in name]
 
@@ -162,19 +178,27 @@ _LABELS = ("flipped", "rotated", "original")
 
 
 class EmergentMisalignment(ReferenceRun):
-    """Narrow fine-tune (task 0 answers flipped) that later flips five untouched tasks through the persona."""
+    """Narrow fine-tune (task 0 answers flipped) that later flips five untouched tasks through the persona.
+
+    Pool: 768 prompts, uniform over (task, persona) as the base model's population (the fine-tune slice at
+    1/12); the flip rates are read on an evaluation set outside it."""
 
     name = "misalignment"
     summary = "GLU net, 6 tasks x persona; rank-1 adapters fine-tuned on task 0's flipped answers flip tasks 1-5 late"
     paper = "Betley et al. 2025, Emergent Misalignment (arXiv:2502.17424)"
     transition_order = "first"
-    version = 2  # 2: grad_norm squared in float64 (gradient_norm); the losses are unchanged
+    # 2: grad_norm squared in float64 (gradient_norm); the losses are unchanged. 3: the order parameter's
+    # prompts are an evaluation set outside the pool (the same prompts as before), the pool fresh draws
+    version = 3
     config_class = MisalignmentConfig
     config_options = {"finetune_labels": _LABELS}
     # small: shorter pretraining, a faster fine-tune (lr 0.01) with stronger L2 and a louder persona, so
     # the late flip still comes after a plateau (onset ~400-1000 of 2000 steps), 3000 steps in all
     presets = {"small": _SMALL}
     loss = "cross_entropy"
+    # the fine-tuned task's prompts (both personas: the fine-tune set and its siblings), and the broad tasks
+    concerns = {"finetuned": ["task=0"], "broad": ["split=broad"]}
+    pilot_records = {"default": 20, "small": 10}  # narrow task fitted by then; onset at record >= 91 (small: >= 38)
     llc_checkpoint_every = {"default": 16, "small": 8}  # ~25 LLC estimates a run
     # benchmarks/calibrate_llc.py: no step size passes (negative estimates: the fine-tune keeps the
     # loss moving, the checkpoints are not local minima); the fallback is the sweep's largest
@@ -184,7 +208,7 @@ class EmergentMisalignment(ReferenceRun):
     def order_parameters(self, config: MisalignmentConfig) -> list[OrderParameter]:
         return [OrderParameter(
             "broad_flip_rate",
-            "fraction of broad pool prompts (tasks 1-5, both personas) answered against their original answer",
+            "fraction of broad evaluation prompts (tasks 1-5, both personas) answered against their original answer",
             min_change=0.5,
             persist=max(3, math.ceil(config.finetune_steps / (16 * config.record_every))),  # 500 steps
         )]
@@ -212,6 +236,28 @@ class EmergentMisalignment(ReferenceRun):
             new[0] = v / np.linalg.norm(v)
             return _answers(new, task, persona, z)
         return original
+
+    def _pool(self, config: MisalignmentConfig, rules: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+        """The pool's columns, inputs [pool, d_in] and original answers [pool]: ``n_pool_cell`` fresh prompts
+        per (task, persona) cell (the population the base model was trained on, uniform over the cells),
+        from a stream of their own (seed, 1)."""
+        rng = np.random.default_rng([config.seed, 1])
+        task, persona = _cells(config, config.n_pool_cell)
+        pool_x, pool_z = _prompts(config, rng, task, persona)
+        pool_y = _answers(rules, task, persona, pool_z)
+        narrow = (task == 0) & (persona == 1)
+        split = np.where(narrow, "narrow", np.where(task == 0, "sibling", "broad"))
+        pool = {
+            "probe_id": [f"t{t}{'p' if c > 0 else 'm'}{i % config.n_pool_cell:03d}"
+                         for i, (t, c) in enumerate(zip(task, persona))],
+            "input": pool_x.tolist(),
+            "target": pool_y.tolist(),
+            "split": split.tolist(),
+            "task": task.tolist(),
+            "persona": persona.tolist(),
+            "flipped": (narrow & (self._finetune_answers(config, rules, task, persona, pool_z) != pool_y)).tolist(),
+        }
+        return pool, pool_x, pool_y
 
     def record(self, config: MisalignmentConfig, progress: Callable[[int], None],
                checkpoint_every: int = 0) -> Recording:
@@ -243,26 +289,17 @@ class EmergentMisalignment(ReferenceRun):
             opt.step()
             progress(1)
 
-        # The pool: every (task, persona) cell, fresh prompts, target = the original answer.
-        task = np.repeat(np.arange(config.n_tasks), 2 * config.n_pool_cell)
-        persona = np.tile(np.repeat([1, -1], config.n_pool_cell), config.n_tasks)
-        pool_x, pool_z = _prompts(config, rng, task, persona)
-        pool_y = _answers(rules, task, persona, pool_z)
-        narrow = (task == 0) & (persona == 1)
-        split = np.where(narrow, "narrow", np.where(task == 0, "sibling", "broad"))
-        pool = {
-            "probe_id": [f"t{t}{'p' if c > 0 else 'm'}{i % config.n_pool_cell:03d}"
-                         for i, (t, c) in enumerate(zip(task, persona))],
-            "input": pool_x.tolist(),
-            "target": pool_y.tolist(),
-            "split": split.tolist(),
-            "task": task.tolist(),
-            "persona": persona.tolist(),
-            "flipped": (narrow & (self._finetune_answers(config, rules, task, persona, pool_z) != pool_y)).tolist(),
-        }
+        # The evaluation set (the order parameter's prompts, not in the pool): every (task, persona) cell,
+        # fresh prompts, target = the original answer. Drawn from the run's stream, as the pool was before
+        # version 3, so the fine-tune draws that follow are unchanged.
+        ev_task, ev_persona = _cells(config, config.n_eval_cell)
+        ev_x, ev_z = _prompts(config, rng, ev_task, ev_persona)
+        ev_y = _answers(rules, ev_task, ev_persona, ev_z)
+        ev_xt, ev_yt = torch.from_numpy(ev_x), torch.from_numpy(ev_y)
+        broad = torch.from_numpy(ev_task != 0)
+        narrow_t = torch.from_numpy((ev_task == 0) & (ev_persona == 1))
+        pool, pool_x, pool_y = self._pool(config, rules)
         pool_xt, pool_yt = torch.from_numpy(pool_x), torch.from_numpy(pool_y)
-        broad = torch.from_numpy(task != 0)
-        narrow_t = torch.from_numpy(narrow)
 
         # The narrow fine-tune set: task 0, persona +1, answers flipped (the family) or re-ruled (the null).
         ft_task = np.zeros(config.n_finetune, dtype=np.int64)
@@ -293,7 +330,8 @@ class EmergentMisalignment(ReferenceRun):
                 with torch.no_grad():
                     logits = torch.cat([model(chunk) for chunk in pool_xt.split(512)])  # [pool, 2]
                     losses.append(F.cross_entropy(logits, pool_yt, reduction="none").numpy())
-                    flipped = logits.argmax(1) != pool_yt  # [pool]
+                    ev_logits = torch.cat([model(chunk) for chunk in ev_xt.split(512)])  # [eval, 2]
+                    flipped = ev_logits.argmax(1) != ev_yt  # [eval]
                     flip_broad.append(flipped[broad].float().mean().item())
                     flip_narrow.append(flipped[narrow_t].float().mean().item())
                     # the trained parameters only: the frozen base still holds its last pretraining gradient

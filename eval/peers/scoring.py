@@ -302,7 +302,7 @@ def peer_job(job: tuple) -> list[dict]:
             trajs.append(load_or_record(family, grid.preset, s, cache_dir=cache_dir, progress=False,
                                         checkpoint_every=k))
         for n in null_names:
-            for s in grid.seeds:
+            for s in grid.control_seeds:
                 nulls.append(load_or_record(n, grid.preset, s, cache_dir=cache_dir, progress=False,
                                             checkpoint_every=k))
         series = {id(t): llc_series(t, settings, stride=k) for t in trajs + nulls}

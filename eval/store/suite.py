@@ -194,7 +194,7 @@ def _one(job: tuple) -> tuple[SuiteRow, bool, float]:
 
 def run_suite(
     names: list[str],
-    seeds: list[int],
+    seeds: list[int] | dict[str, list[int]],
     *,
     preset: str = "default",
     jobs: int = 1,
@@ -205,6 +205,9 @@ def run_suite(
 ) -> list[SuiteRow]:
     """Record (or load) every name x seed; rows in the order of ``names`` then ``seeds``.
 
+    ``seeds``: one list for every name, or a list per name (the bench runs more null controls
+    than transitions).
+
     ``checkpoint_every`` maps a run name to the record stride of its kept checkpoints (see
     ``load_or_record``); runs it does not name keep only init and early. ``progress``: a bar
     (None: on a terminal only); without one, a line per run at INFO.
@@ -213,7 +216,7 @@ def run_suite(
 
     every = checkpoint_every or {}
     work = [(n, preset, s, None if cache_dir is None else str(Path(cache_dir)), rebuild, int(every.get(n, 0)))
-            for n in names for s in seeds]
+            for n in names for s in (seeds[n] if isinstance(seeds, dict) else seeds)]
     rows: dict[int, SuiteRow] = {}
     with Progress(len(work), "trajectories", unit="run", logger=log, enabled=progress,
                   line="recorded {n}/{total} trajectories") as bar:
