@@ -42,7 +42,9 @@ def test_tiny_grid_end_to_end_and_identical_on_rerun(tmp_path, trajectory_cache,
     # both scores in the main tables, each design row marked against random; the counts the rates rest on
     assert "### Warning: median lead" in report and "### Detection: median latency" in report
     assert re.search(r"\| cluster \| 8 \| [^|]* ≈ \| [^|]* ≈ \|", report)
-    assert "| late-bias | 2 | 4 (2 + 2) | 25.0% | 2 | 2 | 0.5 (2 seeds) | 5% FAR = no false alarm at all; " in report
+    # the small late-bias pool holds its slice at the small preset's training prevalence: 102 of 512
+    assert ("| late-bias | 512 (slice 102 = 19.9%) | 2 | 4 (2 + 2) | 25.0% | 2 | 2 | 0.5 (2 seeds) | "
+            "5% FAR = no false alarm at all; ") in report
     data = json.loads(json_a.read_text())
     assert data["schema_version"] == 3 and [t["family"] for t in data["paired"]] == ["deep-linear", "late-bias"]
     point = data["cells"][0]["points"][0]

@@ -186,3 +186,19 @@ def test_every_family_declares_concerns_that_name_examples_of_its_pool(family, t
             continue
         selected = design.selector(run, traj).select(traj.pool, 8, seed=0)
         assert "background" not in selected.slices, (design.label, selected.slices)  # the slice has >= 8 examples
+
+
+def test_the_full_grid_has_enough_runs_for_its_rates_and_tests():
+    # >= 10 episodes and >= 40 quiet units per family, and a design better than random on every seed
+    # must survive Holm over all of its family's paired comparisons (10 seeds could not: 2/2^10 > 0.05/60).
+    from probekit.eval.bench.grid import FULL
+
+    grid = FULL.with_families()
+    for fam in grid.families:
+        run = TRANSITIONS.load(fam)()
+        transitions = len(run.order_parameters(run.make_config("default", 0)))
+        episodes = transitions * len(grid.seeds)
+        quiet = len(grid.control_seeds) + episodes  # null runs + the episodes' quiet periods
+        comparisons = (len(grid.designs_for(fam)) - 1) * len(grid.sizes) * 2  # vs random, each size, two scores
+        assert episodes >= 10 and quiet >= 40, fam
+        assert 2 / 2 ** len(grid.seeds) <= 0.05 / comparisons, (fam, comparisons)

@@ -221,3 +221,50 @@ def test_a_schema_3_cell_round_trips_and_a_newer_one_is_refused():
     assert Cell.from_json(json.loads(json.dumps(cell.to_json()))) == cell
     with pytest.raises(ProbekitUsageError, match=r"a bench cell of schema version 4: this probekit reads up to 3"):
         Cell.from_json({**data, "schema_version": 4})
+
+
+@pytest.mark.parametrize("rule_name", ["running-min", "zscore"])
+def test_the_sweep_agrees_with_the_rule_at_every_threshold(rule_name):
+    # The sweep finds each threshold's first alarm from the persistent scores; the rule fires on a
+    # rising edge. They must agree at every threshold, also when an exceedance that began in the quiet
+    # period lasts into the hit window (that is the quiet period's false alarm, not a warning).
+    from probekit.alarms import make_rule
+    from probekit.eval.families.base import Transition
+    from probekit.eval.scoring.design_score import RunSignal, score_signals
+    from probekit.eval.scoring.lead import score_episode
+    from probekit.eval.scoring.signals import SignalSpec
+
+    rng = np.random.default_rng(11)
+    rule = make_rule(rule_name)
+    runs = []
+    for seed in range(12):
+        x = np.exp(np.cumsum(rng.normal(0, 0.4, 120)))  # a positive random walk: alarms come and go
+        if seed % 3 == 0:
+            x[40:75] *= 50  # an exceedance from the quiet period into the hit window
+        runs.append(RunSignal("fam", seed, x, np.arange(120) * 10, (Transition("t", 700, 900, 0.0, 1.0, "r"),)))
+    nulls = [RunSignal("null", s, np.exp(np.cumsum(rng.normal(0, 0.4, 120))), np.arange(120) * 10, ())
+             for s in range(12)]
+    score = score_signals(runs, nulls, spec=SignalSpec("shc", window=16), rule=rule)
+    curve = score.curve
+    eps = [ep for run in runs for ep in _episodes_of(run)]
+    checked = 0
+    for k in range(0, len(curve.thresholds), max(1, len(curve.thresholds) // 40)):
+        h = curve.thresholds[k]
+        if not np.isfinite(h):
+            continue
+        fixed = rule.with_score_threshold(h)
+        for e, (run, ep) in enumerate(zip(runs, eps)):
+            alarms = fixed.alarms(run.signal)
+            in_span = alarms[(alarms >= ep.window_start) & (alarms <= ep.midpoint)]
+            expected = int(in_span[0]) if in_span.size else -1
+            assert curve.first_alarms[e, k] == expected, (rule_name, k, e)
+            hit = score_episode(alarms, ep)
+            assert (curve.episode_leads[e, k] >= 0) == (hit.outcome == "hit")
+            checked += 1
+    assert checked > 100
+
+
+def _episodes_of(run):
+    from probekit.eval.scoring.lead import episodes
+
+    return episodes(run.steps, list(run.transitions), 0, 0.5)

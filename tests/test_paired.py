@@ -176,4 +176,4 @@ def test_the_report_marks_each_design_row_and_says_what_it_found():
     assert ("- **f**: distinguishable from random (Holm over 4 comparisons, alpha 0.05): cluster better than random "
             "at 8 under warning; the other 3 comparisons indistinguishable; no scalar baseline to compare with.") \
         in text
-    assert "| f | 8 | 40 (20 + 20) | 2.5% | 8 | 4 | 0.007812 (8 seeds) |  |" in text
+    assert "| f |  | 8 | 40 (20 + 20) | 2.5% | 8 | 4 | 0.007812 (8 seeds) |  |" in text  # no pool recorded

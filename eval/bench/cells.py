@@ -310,4 +310,5 @@ def read_results(path: str | Path) -> Any:
                                          pilot=d.get("pilot", 0))
                                   for d in grid["designs"])
     rankings = {(r["family"], r["design"]): Rankings.from_json(r) for r in data.get("rankings", [])}
-    return GridResult(BenchGrid(**fields), cells_from_json(data["cells"]), rankings=rankings)
+    return GridResult(BenchGrid(**fields), cells_from_json(data["cells"]), rankings=rankings,
+                      pools=data.get("pools", {}))

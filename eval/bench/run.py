@@ -100,6 +100,7 @@ class GridResult:
     cells: list[Cell] = field(default_factory=list)
     computed: int = 0  # cells computed in this call (the rest were resumed)
     rankings: dict[tuple[str, str], Rankings] = field(default_factory=dict)  # (family, design) -> its selections
+    pools: dict[str, dict] = field(default_factory=dict)  # family -> pool size and its concern slices' sizes
 
     def ranking(self, family: str, design: str, run: str, seed: int) -> list[str] | None:
         found = self.rankings.get((family, design))
@@ -183,7 +184,39 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
             found = Rankings.load(cells_dir / _rankings_name(family, design.label))
             if found is not None:
                 rankings[(family, design.label)] = found
-    return GridResult(grid, cells, computed=len(todo), rankings=rankings)
+    return GridResult(grid, cells, computed=len(todo), rankings=rankings,
+                      pools={fam: pool_prevalence(fam, grid.preset, cache) for fam in grid.families})
+
+
+def pool_prevalence(family: str, preset: str, cache_dir: str | None) -> dict:
+    """What a family's candidate pool holds (seed 0's): its size, and how many examples each
+    declared concern's slice covers, so a reader sees how targeted "random" probes already are."""
+    from probekit.eval.store.runner import load_or_record
+    from probekit.errors import ProbekitError
+    from probekit.registry import TRANSITIONS
+    from probekit.selection.slices.parse import parse_slices
+    from probekit.selection.slices.rows import member_rows
+
+    try:
+        traj = load_or_record(family, preset, 0, cache_dir=cache_dir, progress=False)
+    except ProbekitError:
+        return {}
+    try:
+        pool = traj.pool
+        concerns = {}
+        for name, specs in TRANSITIONS.load(family).concerns.items():
+            rows: set[int] = set()
+            try:
+                for spec in parse_slices(specs):
+                    if spec.kind in ("where", "ids"):  # membership slices; a bias or rare slice has no fixed rows
+                        rows |= set(member_rows(pool, spec).tolist())
+            except ProbekitError:
+                continue
+            if rows:
+                concerns[name] = len(rows)
+        return {"size": len(pool), "concerns": concerns}
+    finally:
+        traj.close()
 
 
 def _rankings_name(family: str, design: str) -> str:

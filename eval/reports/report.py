@@ -49,7 +49,8 @@ def _header(result: Any, rows: Table, tests: dict, command: str) -> list[str]:
         "",
         f"Command: `{command}`",
         "",
-        f"Grid: preset `{grid.preset}`, seeds {list(grid.seeds)}, sizes {list(grid.sizes)}, "
+        f"Grid: preset `{grid.preset}`, {_seeds_text(grid.seeds)} (null controls: "
+        f"{_seeds_text(grid.control_seeds)}), sizes {list(grid.sizes)}, "
         f"designs {', '.join(d.label for d in grid.designs)}; "
         f"signals: {'; '.join(c for c in dict.fromkeys(s for s, _ in combos))}; "
         f"alarm rules: {'; '.join(f'`{r.label}`' for r in grid.rules)} (each rule's threshold swept); "
@@ -92,16 +93,18 @@ def _counts(result: Any, rows: Table, tests: dict) -> list[str]:
              "A false-alarm rate is a count over quiet units, a rate over episodes: their numbers bound what "
              "the tables can say. A 5% false-alarm rate set on fewer than 20 quiet units allows no false alarm "
              "at all (the threshold sits above every quiet unit's largest score).", "",
-             "| family | seeds | quiet units (null runs + quiet periods) | smallest non-zero FAR | episodes "
-             "| paired comparisons | smallest possible p | |", "|---|---|---|---|---|---|---|---|"]
+             "| family | pool (concern slices in it) | seeds | quiet units (null runs + quiet periods) "
+             "| smallest non-zero FAR | episodes | paired comparisons | smallest possible p | |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for fam in result.grid.families:
         p = next((r[fam] for k, r in rows.items() if scored(r.get(fam)) and k.signal != "scalar"), None)
         p = p or next((r[fam] for r in rows.values() if scored(r.get(fam))), None)
         t = tests.get(fam)
         tested = "" if t is None else f"{t.m}" if t.m else "none"
         smallest = "" if t is None or not t.m else f"{t.smallest_p:.4g} ({t.n_seeds} seeds)"
+        pool = _pool_text(getattr(result, "pools", {}).get(fam))
         if p is None or p.quiet_units is None:
-            lines.append(f"| {fam} | {len(result.grid.seeds)} | n/a | n/a | "
+            lines.append(f"| {fam} | {pool} | {len(result.grid.seeds)} | n/a | n/a | "
                          f"{'' if p is None else p.n_episodes} | {tested} | {smallest} | |")
             continue
         q = p.quiet_units
@@ -109,9 +112,25 @@ def _counts(result: Any, rows: Table, tests: dict) -> list[str]:
         if t is not None and t.m and not t.resolvable:
             note += ("; " if note else "") + "no comparison can be significant"
         far = f"{1 / q:.1%}" if q else "none"
-        lines.append(f"| {fam} | {len(result.grid.seeds)} | {q} ({p.null_runs} + {q - p.null_runs}) | {far} | "
+        lines.append(f"| {fam} | {pool} | {len(result.grid.seeds)} | {q} ({p.null_runs} + {q - p.null_runs}) | {far} | "
                      f"{p.n_episodes} | {tested} | {smallest} | {note} |")
     return lines
+
+
+def _seeds_text(seeds: tuple) -> str:
+    seeds = list(seeds)
+    if len(seeds) > 3 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return f"seeds {seeds}"
+
+
+def _pool_text(info: dict | None) -> str:
+    """``1400 (slice 42 = 3.0%)``: the pool's size and each concern's share of it."""
+    if not info:
+        return ""
+    n = info["size"]
+    shares = ", ".join(f"{name} {k} = {k / n:.1%}" for name, k in info.get("concerns", {}).items())
+    return f"{n}" + (f" ({shares})" if shares else "")
 
 
 def _axes(result: Any, rows: Table, tests: dict) -> list[str]:
@@ -289,6 +308,7 @@ def write_report(result: Any, out_dir: str | Path, command: str) -> tuple[Path, 
     out = Path(out_dir)
     tests = grid_tests(result)
     head = {"grid": dataclasses.asdict(result.grid), "grid_key": result.grid.key(), "schema_version": SCHEMA_VERSION,
+            "pools": getattr(result, "pools", {}),
             "rankings": [r.to_json() for _, r in sorted(result.rankings.items())],
             "paired": [t.to_json() for t in tests.values()]}
     cells = [json.dumps(_rounded_curves(c.to_json()), sort_keys=True, separators=(",", ":"), default=float)

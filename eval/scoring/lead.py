@@ -215,6 +215,37 @@ def _running_max(ps: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.maximum.accumulate(w) if w.size else np.array([NEVER])
 
 
+def _first_alarms(ps: np.ndarray, ep: Episode, thresholds: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Per threshold h, the offset from the hit window's start of the first record in [window
+    start, midpoint] where an alarm *starts* (the persistent score rises above h), ``len(m)`` if none.
+
+    An exceedance that began in the quiet period and lasts into the hit window is that period's false
+    alarm, not a warning (the rule, which fires on a rising edge, does not fire again until the
+    score has fallen back): for a threshold below the score of the record before the window, the
+    alarm counts only once the score has dropped to h or below and risen again.
+    """
+    first = np.searchsorted(m, thresholds, side="right")  # m is non-decreasing: first offset with a score > h
+    if ep.window_start <= ep.start or ep.window_start > ep.midpoint:
+        return first  # no record before the window in this episode (or nothing to alarm on)
+    before = ps[ep.window_start - 1]
+    before = float(before) if np.isfinite(before) else NEVER
+    carried = np.nonzero(thresholds < before)[0]
+    if carried.size == 0:
+        return first
+    seg = ps[ep.window_start:ep.midpoint + 1]
+    w = np.where(np.isfinite(seg), seg, NEVER)
+    drop = np.searchsorted(-np.minimum.accumulate(w), -thresholds[carried], side="left")  # first offset <= h
+    out = first.copy()
+    for d in np.unique(drop):
+        sel = carried[drop == d]
+        if d >= len(w) - 1:
+            out[sel] = len(m)  # it never falls back (or only at the last record): no new alarm
+            continue
+        rising = np.maximum.accumulate(w[d + 1:])
+        out[sel] = d + 1 + np.searchsorted(rising, thresholds[sel], side="right")
+    return out
+
+
 def _medians(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Per column k, the median of ``values[ok[:, k], k]`` (NaN where none is ok), as ``np.median`` gives it
     (the mean of the two middle values), for every column at once."""
@@ -262,7 +293,7 @@ def sweep(
     spans = np.array([max(ep.midpoint - ep.onset, 1) for _, ep in episode_scores], dtype=np.int64)
     for e, ((ps, ep), m) in enumerate(zip(episode_scores, running)):
         defined = ep.window_start <= ep.midpoint  # else m is the placeholder [NEVER]: nothing to alarm on
-        first = np.searchsorted(m, thresholds, side="right")  # m is non-decreasing: first index with m > h
+        first = _first_alarms(ps, ep, thresholds, m)
         hit = first < n_hit[e]
         lead = ep.onset - (ep.window_start + first[hit])
         leads[e, hit] = lead

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small configs, seeds 0-2, sizes 8 and 32 (the default)")
-    mode.add_argument("--full", action="store_true", help="default configs, 10 seeds and 30 null seeds per family, sizes 8-256, 7 signals x 4 rules")
+    mode.add_argument("--full", action="store_true", help="default configs, 20 seeds and 30 null seeds per family, sizes 8-256, 7 signals x 4 rules")
     p.add_argument("--peers", action="store_true",
                    help="also score the peer signals: the local learning coefficient (devinterp SGLD at checkpoints "
                         "every k records) and its change; needs pip install \"probekit[peers]\"")
