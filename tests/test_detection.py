@@ -268,3 +268,31 @@ def _episodes_of(run):
     from probekit.eval.scoring.lead import episodes
 
     return episodes(run.steps, list(run.transitions), 0, 0.5)
+
+
+def test_the_full_pool_signal_is_computed_once_per_trajectory(trajectory_cache, monkeypatch):
+    # Every design is scored on the full pool too; it is the same for all of them, so it is cached
+    # beside the trajectory (outside its verified directory) and read back identically.
+    from probekit.eval.scoring import design_score
+    from probekit.eval.scoring.design_score import full_pool_signal, run_signal
+    from probekit.eval.scoring.signals import SignalSpec
+    from probekit.eval.store.runner import load_or_record
+
+    traj = load_or_record("deep-linear", "small", 0, cache_dir=trajectory_cache, progress=False)
+    spec = SignalSpec("shc", window=8)
+    expected = run_signal(traj, np.arange(traj.losses.shape[1]), spec)
+    first = full_pool_signal(traj, spec)
+    np.testing.assert_array_equal(first.signal, expected.signal)
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the full pool's signal should come from the cache")
+
+    monkeypatch.setattr(design_score, "trajectory_signal", no_compute)
+    again = full_pool_signal(traj, spec)
+    np.testing.assert_array_equal(again.signal, expected.signal)
+    np.testing.assert_array_equal(again.steps, expected.steps)
+    assert list(traj.path.parent.glob(f"{traj.path.name}.signals/full-shc-*.npz"))
+    traj.verify()  # the trajectory's own directory is untouched
+    monkeypatch.undo()
+    other = full_pool_signal(traj, SignalSpec("shc", window=12))  # another signal: another entry
+    assert not np.array_equal(np.nan_to_num(other.signal), np.nan_to_num(again.signal))

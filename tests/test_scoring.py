@@ -189,15 +189,15 @@ def test_convergence_over_nested_prefixes_reaches_the_full_pool():
 
 
 def test_several_rules_score_one_signal_computed_once(monkeypatch):
-    from probekit.eval.scoring import convergence as conv_mod
+    from probekit.eval.scoring import design_score
     from probekit.eval.scoring.convergence import FULL_POOL, convergence
 
     runs = [FakeTrajectory(_noise_run(s, precursor=150), [_t("x", 2000, 2100)], s) for s in range(2)]
     nulls = [FakeTrajectory(_noise_run(10 + s), [_t("x", None, None)], s, "null") for s in range(2)]
     spec = SignalSpec("shc", window=20)
     computed = []
-    real = conv_mod.run_signal
-    monkeypatch.setattr(conv_mod, "run_signal", lambda t, p, s: computed.append(len(p)) or real(t, p, s))
+    real = design_score.trajectory_signal  # what computes a signal, whichever path asks for it
+    monkeypatch.setattr(design_score, "trajectory_signal", lambda t, p, s: computed.append(len(p)) or real(t, p, s))
     rules = [make_rule("running-min"), make_rule("zscore", transform="log"), make_rule("zscore", transform="none")]
     points = convergence(runs, nulls, lambda t: list(range(16)), [8], spec=spec, rules=rules)
     assert len(computed) == 2 * 4  # (prefix 8, full pool) x 4 trajectories, whatever the number of rules

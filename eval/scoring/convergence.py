@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from probekit.errors import ProbekitUsageError
-from probekit.eval.scoring.design_score import DesignScore, run_signal, score_signals
+from probekit.eval.scoring.design_score import DesignScore, full_pool_signal, run_signal, score_signals
 from probekit.eval.scoring.lead import check_pilot, fidelity
 from probekit.eval.scoring.signals import SignalSpec
 
@@ -69,13 +69,13 @@ def convergence(
     check_pilot(pilot)
     trajs = list(transitions) + list(nulls)
     rankings = {id(t): list(ranking_of(t)) for t in trajs} if sizes else {}
-    full = {id(t): np.arange(t.losses.shape[1]) for t in trajs}
     by_size = {}
-    for m in [*sorted(set(int(s) for s in sizes)), FULL_POOL]:
-        probes = full if m == FULL_POOL else {k: r[:m] for k, r in rankings.items()}
-        runs = [run_signal(t, probes[id(t)], spec) for t in transitions]
-        null_runs = [run_signal(t, probes[id(t)], spec) for t in nulls]
-        by_size[m] = (runs, null_runs)
+    for m in sorted(set(int(s) for s in sizes)):
+        probes = {k: r[:m] for k, r in rankings.items()}
+        by_size[m] = ([run_signal(t, probes[id(t)], spec) for t in transitions],
+                      [run_signal(t, probes[id(t)], spec) for t in nulls])
+    # the full pool is the same for every design: computed once per trajectory and signal, then cached
+    by_size[FULL_POOL] = ([full_pool_signal(t, spec) for t in transitions], [full_pool_signal(t, spec) for t in nulls])
     reference = by_size[FULL_POOL][0]
     out = []
     for r in rules:

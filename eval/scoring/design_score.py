@@ -158,6 +158,52 @@ def run_signal(traj: Any, probes: Any, spec: SignalSpec) -> RunSignal:
     return RunSignal(traj.name, traj.seed, signal, steps, tuple(traj.transitions))
 
 
+#: Bump when a signal's computation changes: cached full-pool signals of older versions are ignored.
+SIGNAL_CACHE_VERSION = 1
+
+
+def full_pool_signal(traj: Any, spec: SignalSpec) -> RunSignal:
+    """The whole pool's signal on one trajectory, cached beside it.
+
+    Every design of a family is also scored on the full pool (the complete-basis limit, and the
+    reference its prefixes' fidelity is measured against), and the full pool is the costliest
+    probe set. It is the same for every design, so it is computed once per (trajectory, signal)
+    and kept in ``<trajectory>.signals/``, keyed by the trajectory's content hash (a re-recorded
+    trajectory is a new key). Trajectories without a store directory are not cached.
+    """
+    path = _signal_cache(traj, spec)
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return RunSignal(traj.name, traj.seed, data["signal"], data["steps"], tuple(traj.transitions))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: computed again, and written over
+    run = run_signal(traj, np.arange(traj.losses.shape[1]), spec)
+    if path is not None:
+        from probekit.atomic import atomic_file
+
+        try:
+            with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, signal=run.signal, steps=run.steps)
+        except OSError:
+            pass  # a read-only store: nothing is cached, nothing lost
+    return run
+
+
+def _signal_cache(traj: Any, spec: SignalSpec) -> Any:
+    import hashlib
+    import json
+    from pathlib import Path
+
+    root, manifest = getattr(traj, "path", None), getattr(traj, "manifest", None)
+    if root is None or not isinstance(manifest, dict) or "content_hash" not in manifest:
+        return None
+    key = json.dumps({"spec": [spec.statistic, spec.window, spec.stride, spec.detrend],
+                      "version": SIGNAL_CACHE_VERSION, "trajectory": manifest["content_hash"]}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(root).parent / f"{Path(root).name}.signals" / f"full-{spec.statistic}-{digest}.npz"
+
+
 def score_signals(
     runs: list[RunSignal],
     nulls: list[RunSignal],
