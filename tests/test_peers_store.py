@@ -352,3 +352,34 @@ def test_probe_losses_do_not_make_a_peer_signal():
 
     with pytest.raises(ProbekitUsageError, match="'llc' signal comes from a run's LLC series"):
         compute_signal(SignalSpec("llc"), np.ones((40, 4)))
+
+
+def test_peer_scoring_skips_the_pilot_span_like_the_designs():
+    """The peers are scored on the designs' episodes: nothing in the pilot span counts, in a
+    transition run (episode start) or a null run (quiet unit, false alarms)."""
+    from probekit.eval.peers.scoring import _grid_episodes, score_on_checkpoints
+    from probekit.eval.scoring.signals import SignalSpec
+
+    run = _FakeRun("fam", 0, onset_record=50)
+    (ep, onset, tto), = _grid_episodes(run, 8, 13, 0.5, pilot=20)
+    # records: pilot [0, 20), quiet [20, 35), hit window [35, 50]: checkpoints 3 (24), 5 (40), 6 (48)
+    assert (onset, tto) == (50, 30)
+    assert (ep.start, ep.window_start, ep.onset) == (3, 5, 6)
+    assert _grid_episodes(run, 8, 13, 0.5, pilot=50) == []  # no room before the onset
+
+    k, null = 8, _FakeRun("fam-null", 0)
+    grid = np.arange(0, 100, k)
+    spike = np.where(np.arange(grid.size) == 1, 100.0, 1.0)  # an alarm at record 8 only
+    signals = {id(run): (np.ones(grid.size), run.steps[grid]), id(null): (spike, null.steps[grid])}
+    rule = RuleSpec("running-min", (("persistence", 1),)).make()
+    kwargs = dict(spec=SignalSpec("llc", window=4, stride=k), rule=rule, hit_fraction=0.5)
+    before = score_on_checkpoints([run], [null], signals, k, **kwargs)
+    after = score_on_checkpoints([run], [null], signals, k, pilot=16, **kwargs)
+    def far_above_any_finite_threshold(score):
+        return score.curve.far[np.isfinite(score.curve.thresholds)].max()
+
+    assert before.null_false_alarms == [("fam-null", 0, 1)] and far_above_any_finite_threshold(before) > 0
+    assert after.null_false_alarms == [("fam-null", 0, 0)] and far_above_any_finite_threshold(after) == 0
+    assert (before.time_to_onset, after.time_to_onset) == ([50], [34])
+    with pytest.raises(Exception, match="pilot must be an int"):
+        score_on_checkpoints([run], [null], signals, k, pilot=-1, **kwargs)

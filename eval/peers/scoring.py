@@ -122,7 +122,8 @@ def checkpoint_rule(rule: Any, stride: int) -> Any:
     return RuleSpec(rule.name, tuple(sorted(params.items())))
 
 
-def _grid_episodes(traj: Any, k: int, n_grid: int, hit_fraction: float) -> list[tuple[Any, int, int]]:
+def _grid_episodes(traj: Any, k: int, n_grid: int, hit_fraction: float,
+                   pilot: int = 0) -> list[tuple[Any, int, int]]:
     """The run's episodes as the harness defines them in records, placed on the grid of every k-th record.
 
     Returns (episode on the grid, onset record, time to onset in records) per episode. The
@@ -130,16 +131,18 @@ def _grid_episodes(traj: Any, k: int, n_grid: int, hit_fraction: float) -> list[
     previous midpoint, the hit window the last ``hit_fraction`` of the time to onset), each
     holding the checkpoints inside it: the onset goes to the last checkpoint at or before it,
     the window's start to the first checkpoint at or after it. A hit window with no
-    checkpoint in it cannot be hit: the signal is too coarse for that episode.
+    checkpoint in it cannot be hit: the signal is too coarse for that episode. ``pilot``:
+    records ``[0, pilot)`` are not scored, as on the record grid (the family's designs
+    selected on them; the peers are scored on the same episodes).
     """
     import math
 
-    from probekit.eval.scoring.lead import Episode
+    from probekit.eval.scoring.lead import Episode, check_pilot
 
     index = {int(step): i for i, step in enumerate(np.asarray(traj.steps))}
     last = int(np.asarray(traj.steps).size - 1)
     out = []
-    previous_mid = 0
+    previous_mid = check_pilot(pilot)
     for t in sorted((t for t in traj.transitions if t.onset_step is not None), key=lambda t: t.onset_step):
         onset = index[int(t.onset_step)]
         mid = index[int(t.midpoint_step)] if t.midpoint_step is not None else last
@@ -156,7 +159,7 @@ def _grid_episodes(traj: Any, k: int, n_grid: int, hit_fraction: float) -> list[
 
 
 def score_on_checkpoints(trajs: list, nulls: list, signals: dict, k: int, *, spec: Any, rule: Any,
-                         hit_fraction: float) -> Any:
+                         hit_fraction: float, pilot: int = 0) -> Any:
     """Score signals that live on every k-th record, with the record grid's episodes and exact leads.
 
     The harness's own episodes are defined in records; on a grid k times coarser
@@ -166,12 +169,16 @@ def score_on_checkpoints(trajs: list, nulls: list, signals: dict, k: int, *, spe
     So each episode keeps its record boundaries (:func:`_grid_episodes`), and a
     hit's lead is counted in records from the alarm's checkpoint to the true onset
     record, its time to onset as on the record grid. ``signals`` maps
-    id(trajectory) -> (signal on the grid, grid steps).
+    id(trajectory) -> (signal on the grid, grid steps). ``pilot``: records ``[0, pilot)``
+    are not scored (episodes start after them, null runs are quiet from the first
+    checkpoint at or after them), as for the family's designs.
     """
     import dataclasses
 
     from probekit.eval.scoring.design_score import DesignScore
-    from probekit.eval.scoring.lead import Curve, score_episode, sweep
+    from probekit.eval.scoring.lead import Curve, check_pilot, score_episode, sweep
+
+    pilot = check_pilot(pilot)
 
     class RecordScore(DesignScore):  # leads are already in trajectory records
         @property
@@ -183,7 +190,7 @@ def score_on_checkpoints(trajs: list, nulls: list, signals: dict, k: int, *, spe
     for t in trajs:
         signal = signals[id(t)][0]
         ps, alarms = rule.persistent_scores(signal), rule.alarms(signal)
-        for ep, onset, tto in _grid_episodes(t, k, len(signal), hit_fraction):
+        for ep, onset, tto in _grid_episodes(t, k, len(signal), hit_fraction, pilot):
             pairs.append((ps, ep))
             e = score_episode(alarms, ep)
             lead = None if e.lead is None else onset - e.alarm * k
@@ -191,10 +198,11 @@ def score_on_checkpoints(trajs: list, nulls: list, signals: dict, k: int, *, spe
                 e, lead=lead, lead_fraction=None if lead is None else lead / max(tto, 1))))
             onsets.append(onset)
             ttos.append(tto)
+    first = -(-pilot // k)  # the first checkpoint at or after the pilot
     for t in nulls:
         signal = signals[id(t)][0]
-        out.null_false_alarms.append((t.name, t.seed, len(rule.alarms(signal))))
-    c = sweep(pairs, [rule.persistent_scores(signals[id(t)][0]) for t in nulls])
+        out.null_false_alarms.append((t.name, t.seed, int(np.count_nonzero(rule.alarms(signal) >= first))))
+    c = sweep(pairs, [rule.persistent_scores(signals[id(t)][0])[first:] for t in nulls])
     g_onset = np.asarray([ep.onset for _, ep in pairs], dtype=np.int64)[:, None]
     onset = np.asarray(onsets, dtype=np.int64)[:, None]
     tto = np.asarray(ttos, dtype=np.int64)[:, None]
@@ -318,7 +326,7 @@ def peer_job(job: tuple) -> list[dict]:
             signals = {key: (peer_signal(s, spec.statistic), np.asarray(s.steps)) for key, s in series.items()}
             rule = checkpoint_rule(RuleSpec.from_dict(cell["rule"]), k)
             score = score_on_checkpoints(trajs, nulls, signals, k, spec=spec, rule=rule.make(),
-                                         hit_fraction=grid.hit_fraction)
+                                         hit_fraction=grid.hit_fraction, pilot=grid.pilot_for(family))
             point = {"size": 0, "fidelity": None, **score.summary(), "episodes": score.episode_rows()}
             out.append({**cell, "points": [point], "checkpoint_rule": rule.as_dict(), "costs": costs,
                         "llc_seconds": [series[id(t)].seconds for t in trajs + nulls],
