@@ -41,7 +41,8 @@ Seeds
 
 Shared parameters
     ``text_field``, ``embedding_field`` and ``slices`` (the CLI's ``--text-field``,
-    ``--embedding-field`` and ``--slice``) go to every component whose own
+    ``--embedding-field`` and ``--slice``), and ``trajectory_field`` (the pilot
+    losses column ``response`` reads) go to every component whose own
     parameters include them, unless that component's ``params`` set them
     itself (``--text-field prompt`` reaches ``cluster`` and ``concern``, not
     ``random``). One that reaches no component is an error. The provenance
@@ -73,7 +74,8 @@ if TYPE_CHECKING:
 
 _WHERE = "The 'components' parameter of MixtureSelector"
 #: Parameters handed to the components that take them (the CLI's flags of the same meaning).
-SHARED = {"text_field": "--text-field", "embedding_field": "--embedding-field", "slices": "--slice"}
+SHARED = {"text_field": "--text-field", "embedding_field": "--embedding-field", "slices": "--slice",
+          "trajectory_field": "--param trajectory_field=COLUMN"}
 _FORMS = "a list of (name, weight[, params]) or {'strategy', 'weight', 'params'} entries, or 'name:weight,...'"
 
 
@@ -185,16 +187,19 @@ class MixtureSelector(Selector):
         "text_field": AnyOf(None, str),
         "embedding_field": AnyOf(None, str),
         "slices": AnyOf(None, str, dict, list, tuple),
+        "trajectory_field": AnyOf(None, str),
     }
 
     def __init__(self, *, components: list | tuple | str = "cluster:0.75,random:0.25",
-                 text_field: str | None = None, embedding_field: str | None = None, slices: Any = None) -> None:
+                 text_field: str | None = None, embedding_field: str | None = None, slices: Any = None,
+                 trajectory_field: str | None = None) -> None:
         # Default: coverage of embedding space, plus a random quarter so that every prefix
         # keeps an unbiased sample (concern needs slices named, so it cannot be a default).
         self.components = components
         self.text_field = text_field  # text column to embed; to each component taking it that sets none
         self.embedding_field = embedding_field  # embeddings column; to each component taking it that sets none
         self.slices = slices  # slice specs; to each component taking slices (concern) that sets none
+        self.trajectory_field = trajectory_field  # pilot losses column; to each component reading one (response)
 
     @property  # type: ignore[override]  # per instance: depends on the components
     def stochastic(self) -> bool:

@@ -99,6 +99,33 @@ def test_a_pilot_design_gets_the_family_pilot_span_unless_it_has_its_own():
         Design("response").for_family(_Family, "default")
 
 
+def test_a_mixture_with_a_response_part_gets_the_pilot_span_and_one_without_does_not():
+    part = Design("mixture", (("components", "response:0.5,random:0.5"),))
+    (made,) = part.for_family(_Family, "small")
+    assert made.pilot == 7 and made.label == "mixture(components=response:0.5,random:0.5)"  # as response's
+    plain = Design("mixture", (("components", "cluster:0.5,random:0.5"),))
+    assert plain.for_family(_Family, "default") == (plain,)  # no pilot needed, none asked for
+    own_column = Design("mixture", (("components", '[{"strategy": "response", "params": '
+                                                   '{"trajectory_field": "mine"}}]'),))
+    assert not own_column.needs_pilot()
+
+
+def test_a_mixture_with_a_response_part_selects_from_the_pilot_records_only(pool):
+    from probekit.eval.families.deep_linear import DeepLinear
+
+    rng = np.random.default_rng(0)
+    losses = rng.gamma(2.0, size=(50, len(pool))).astype(np.float32)
+    design = Design("mixture", (("components", "response:0.5,random:0.5"),), pilot=10)
+    run = DeepLinear()
+    first = design.ranking(run, _Trajectory(pool, losses), 40)
+    later = losses.copy()
+    later[10:] = rng.gamma(2.0, size=later[10:].shape)
+    assert design.ranking(run, _Trajectory(pool, later), 40) == first
+    earlier = losses.copy()
+    earlier[:10] = rng.gamma(2.0, size=earlier[:10].shape)
+    assert design.ranking(run, _Trajectory(pool, earlier), 40) != first
+
+
 def test_the_grid_expands_designs_per_family_with_deterministic_labels_keys_and_cells():
     grid = BenchGrid(families=("rare-drift", "late-bias"), designs=DESIGNS)
     grid.check()

@@ -195,3 +195,24 @@ def test_component_params_are_validated_by_their_selector(pool):
                        match=r"^mixture component 1 \(response\): The 'trajectory_field' parameter of ResponseSelector "
                              r"names column 'nope'"):
         MixtureSelector(components=[("random", 1), ("response", 1, {"trajectory_field": "nope"})]).select(pool, 3)
+
+
+def test_trajectory_field_reaches_the_response_part_and_only_it():
+    """A mixture with a response part reads its pilot losses from the column the mixture names."""
+    from probekit.pool import Pool
+    from probekit.selectors.mixture import component_seed
+    from probekit.selectors.response import ResponseSelector
+
+    rng = np.random.default_rng(0)
+    losses = rng.gamma(2.0, size=(60, 8)).tolist()
+    pool = Pool.from_dict({"id": [f"r{i}" for i in range(60)], "mine": losses}, id_field="id")
+    ps = MixtureSelector(components="response:0.5,random:0.5", trajectory_field="mine").select(pool, 10, seed=0)
+    assert [c["inherited"] for c in ps.provenance.info["components"]] == [["trajectory_field"], []]
+    expected = ResponseSelector(trajectory_field="mine").select(pool, 10, seed=component_seed(0, 0)).ids
+    from_response = [i for i, s in zip(ps.ids, ps.slices) if s.startswith("response")]
+    assert len(from_response) == 5 and from_response == [i for i in expected if i in from_response]
+    assert from_response[0] == expected[0]  # the response part ranks first, so its first pick is its own
+    with pytest.raises(ProbekitUsageError, match=r"^The 'trajectory_field' parameter of MixtureSelector "
+                                                 r"\(--param trajectory_field=COLUMN on the command line\) must "
+                                                 r"reach a component, but none of its components \(random\)"):
+        MixtureSelector(components="random", trajectory_field="mine").select(pool, 10, seed=0)

@@ -96,28 +96,32 @@ class Design:
             raise ProbekitUsageError(f"A design's name must be usable in a file name. Got {self.label!r} instead.")
 
     # -- what a family makes of it ------------------------------------------------------------
-    def expands_by_concern(self) -> bool:
-        """Whether the design stands for one design per concern of a family: its strategy takes
-        ``slices`` and its params leave them unset (a mixture: one of its components does)."""
+    def _unset_in_some_part(self, param: str, alternatives: tuple[str, ...] = ()) -> bool:
+        """Whether the design's strategy takes ``param`` and the design leaves it (and its
+        ``alternatives``) unset; for a mixture, whether one of its components does."""
         from probekit.registry import SELECTORS
         from probekit.selectors.mixture import MixtureSelector, parse_components
 
         params = dict(self.params)
-        if SLICES_PARAM not in self._accepted() or SLICES_PARAM in params:
+        if param not in self._accepted() or {param, *alternatives} & set(params):
             return False
         cls = SELECTORS.load(self.strategy)
         if not issubclass(cls, MixtureSelector):
             return True
         components = parse_components(params.get("components", cls().components))
-        return any(SLICES_PARAM in SELECTORS.load(c.strategy)._param_names() and SLICES_PARAM not in c.params
+        return any(param in SELECTORS.load(c.strategy)._param_names() and not {param, *alternatives} & set(c.params)
                    for c in components)
 
+    def expands_by_concern(self) -> bool:
+        """Whether the design stands for one design per concern of a family: its strategy takes
+        ``slices`` and its params leave them unset (a mixture: one of its components does)."""
+        return self._unset_in_some_part(SLICES_PARAM)
+
     def needs_pilot(self) -> bool:
-        """Whether the design takes its family's pilot span: its strategy reads pilot trajectories
-        (takes ``trajectory_field``) and it sets neither their source nor its own pilot."""
-        params = dict(self.params)
-        return (not self.pilot and PILOT_PARAM in self._accepted()
-                and not {PILOT_PARAM, "losses_file"} & set(params))
+        """Whether the design takes its family's pilot span: its strategy (a mixture: one of its
+        components) reads pilot trajectories (takes ``trajectory_field``), it sets neither their
+        source nor its own pilot."""
+        return not self.pilot and self._unset_in_some_part(PILOT_PARAM, ("losses_file",))
 
     def for_family(self, run: Any, preset: str) -> tuple["Design", ...]:
         """The designs this one stands for on ``run``'s family (a ReferenceRun class or instance)
@@ -155,15 +159,22 @@ class Design:
         params = dict(self.params)
         accepted = cls._param_names()
         offered = context if context is not None else self.context(run, traj)
+        from probekit.selectors.mixture import SHARED, MixtureSelector
+
+        mixture = issubclass(cls, MixtureSelector)
+
+        def takes(name: str) -> bool:  # a mixture takes what one of its components does
+            return name in accepted and not (mixture and name in SHARED and not self._unset_in_some_part(name))
+
         grouped = {p for group in cls.alternatives for p in group}
         for group in cls.alternatives:
             if any(p in params for p in group):
                 continue  # the design chose its own input
-            first = next((p for p in group if p in accepted and p in offered), None)
+            first = next((p for p in group if takes(p) and p in offered), None)
             if first is not None:
                 params[first] = offered[first]()
         for name in accepted:
-            if name not in params and name not in grouped and name in offered:
+            if name not in params and name not in grouped and name in offered and takes(name):
                 params[name] = offered[name]()
         return make_selector(self.strategy, **params)
 
