@@ -42,6 +42,10 @@ def workspace(tmp_path_factory):
     (root / "bench" / "results.json").write_text(json.dumps({"grid_key": "another grid", "cells": []}))
     (root / "bench" / "report.md").write_text("# another benchmark\n")
     (root / "a_file").write_text("not a directory")
+    (root / "ckpt").mkdir()  # "checkpoints" of a run that are not state dicts, and a model factory
+    for step in (100, 200):
+        (root / "ckpt" / f"step-{step}.pt").write_text("not a state dict")
+    (root / "factory.py").write_text("import torch\n\ndef build():\n    return torch.nn.Linear(1, 2)\n")
     return root
 
 
@@ -103,6 +107,10 @@ CASES = [
     (["analyze", "{ws}/losses.npy", "--out-dir", "{ws}/a_file"], 2, r"--out-dir .*a_file exists and is not a directory"),
     (["analyze", "{ws}/missing.npy"], 2, r"loss file .*missing\.npy' does not exist"),
     (["analyze", "{ws}/pool.jsonl"], 2, r"unsupported extension '\.jsonl'"),
+    (["analyze", "{ws}/notes"], 2, r"loss file .*notes' is a directory without manifest\.json"),
+    (["analyze", "{ws}/losses.npy", "--probes", "{ws}/probes.parquet"], 2,
+     r"--probes needs a trajectory directory as LOSSES"),
+    (["analyze", "--slice-field", "topic"], 2, r"--slice-field needs a trajectory directory as LOSSES .*built-in demo"),
     (["export", "{ws}/probes.parquet", "--format", "csv", "--out", "{ws}/a_file/x.csv"], 2,
      r"a_file is a file, not a directory"),
     (["select", "--strategy", "random", "--n", "4", "--out", "{ws}/a_file/p.parquet"], 2,
@@ -117,6 +125,31 @@ CASES = [
     (["bench", "--families", "grokking-null"], 2, r"'grokking-null' is a null control"),
     (["bench", "--out-dir", "{ws}/a_file"], 2, r"--out-dir .*a_file exists and is not a directory"),
     (["bench", "--out-dir", "{ws}/bench"], 2, r"already holds results\.json, report\.md of another benchmark"),
+    # -- record ----------------------------------------------------------------------------
+    (["record", "--checkpoints", "{ws}/runs/step-*", "--data", "{ws}/pool.jsonl", "--out", "t"], 2,
+     r"no checkpoints found: the pattern '.*runs/step-\*' matches nothing \(looked in .*runs\)"),
+    (["record", "--checkpoints", "{ws}/notes", "--data", "{ws}/pool.jsonl", "--out", "t"], 2,
+     r"no checkpoints found in .*notes: looked for checkpoint-N subfolders and model directories \(with a "
+     r"config\.json\) and state-dict files \(\*\.pt, \*\.pth, \*\.bin, \*\.safetensors\)"),
+    (["record", "--checkpoints", "{ws}/ckpt", "--data", "{ws}/pool.jsonl", "--out", "t"], 2,
+     r"state-dict files need --model-factory MODULE:FUNCTION"),
+    (["record", "--checkpoints", "{ws}/ckpt", "--model-factory", "{ws}/missing.py:build", "--data",
+      "{ws}/pool.jsonl", "--out", "t"], 2, r"--model-factory '.*missing\.py:build': file .*missing\.py does not exist"),
+    (["record", "--checkpoints", "{ws}/ckpt", "--model-factory", "{ws}/factory.py:build", "--loss", "classification",
+      "--data", "{ws}/pool.jsonl", "--input-field", "label", "--target-field", "label", "--out", "t"], 2,
+     r"checkpoint step 100 \(.*step-100\.pt\) failed to load: UnpicklingError: Weights only load failed"),
+    (["record", "--checkpoints", "{ws}/ckpt", "--model-factory", "{ws}/factory.py:build", "--loss", "classification",
+      "--data", "{ws}/pool.jsonl", "--input-field", "nope", "--target-field", "label", "--out", "t"], 2,
+     r"column 'nope' \(--input-field\) is not in pool .*pool\.jsonl; its columns: uid, prompt, topic, label, probe_id\.$"),
+    (["record", "--checkpoints", "{ws}/ckpt", "--model-factory", "{ws}/factory.py:build", "--loss", "classification",
+      "--data", "{ws}/pool.jsonl", "--input-field", "label", "--target-field", "label", "--out", "{ws}/notes"], 2,
+     r"notes is a directory with files in it that are not a probekit user trajectory"),
+    (["record", "--checkpoints", "{ws}/ckpt", "--model-factory", "{ws}/factory.py:build", "--data", "{ws}/pool.jsonl",
+      "--out", "{ws}"], 2, r"would write over this command's input \(--data"),
+    (["record", "--checkpoints", "{ws}/ckpt", "--data", "{ws}/pool.jsonl", "--out", "t", "--batch-size", "0"], 2,
+     r"argument --batch-size: must be an int >= 1\. Got 0 instead\."),
+    (["record", "--checkpoints", "{ws}/ckpt", "--data", "{ws}/pool.jsonl", "--out", "t", "--onset", "1",
+      "--order-csv", "{ws}/a_file"], 2, r"give one of --onset, --order-csv and --order-parameter"),
 ]
 
 

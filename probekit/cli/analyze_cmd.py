@@ -12,9 +12,16 @@ examples:
   probekit analyze losses.npy --window 32            # rows = records, columns = probes
   probekit analyze losses.parquet --steps-column step --detrend linear --out-dir results/
   probekit analyze losses.npz --alarm zscore --alarm-param threshold=5 --alarm-param baseline=40
+  probekit analyze ~/.cache/probekit/trajectories/deep-linear/HASH    # a stored run: every pool example
+  probekit analyze TRAJ_DIR --probes probes.parquet  # that probe set's columns, described by its slices
+  probekit analyze TRAJ_DIR --slice-field topic --describe-field prompt   # label and show the co-moving probes
 
 inputs: .npy (2-D array), .npz ('losses', optional 'steps' and 'probe_ids'),
-.parquet/.csv (one numeric column per probe, optional step column).
+.parquet/.csv (one numeric column per probe, optional step column), or a trajectory
+directory (probekit transitions run; manifest.json, losses.npy, steps.npy, pool/): its
+steps, and its ground-truth transition onsets beside the alarms. With a trajectory the
+co-moving probes are described from its pool (text or a few fields, slice labels) and the
+slices over-represented among them are listed (docs/analyze.md).
 outputs in --out-dir: series.csv (one row per record), summary.json, analyze.png.
 """
 
@@ -43,15 +50,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "analyze",
-        help="2RDM statistics and alarms of a recorded per-sample loss matrix",
+        help="2RDM statistics and alarms of a recorded per-sample loss matrix or a stored trajectory",
         description="Compute the dynamical 2RDM (SHC, PR, spectrum) over a sliding window of "
         "a [records, probes] loss matrix, run an alarm rule, and list the probes that move "
-        "together at the strongest alarm. With no LOSSES, analyzes a built-in demo run.",
+        "together at the strongest alarm. LOSSES is a loss file or a trajectory directory "
+        "(then --probes picks the columns). With no LOSSES, analyzes a built-in demo run.",
         epilog=EPILOG + _signal_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("losses", nargs="?", metavar="LOSSES",
-                   help="loss matrix file (.npy/.npz/.parquet/.csv); default: the built-in demo")
+                   help="loss matrix file (.npy/.npz/.parquet/.csv) or trajectory directory; "
+                   "default: the built-in demo")
+    p.add_argument("--probes", metavar="PROBES",
+                   help="with a trajectory: analyze only this probe-set file's probes (.parquet), in its order "
+                   "(default: every pool example); its slices label the co-moving probes")
+    p.add_argument("--describe-field", action="append", metavar="COLUMN",
+                   help="with a trajectory: pool column shown for each co-moving probe, repeatable (default: the "
+                   "pool's text column, else up to three columns that vary)")
+    p.add_argument("--slice-field", action="append", metavar="COLUMN",
+                   help="with a trajectory: pool column whose values label the probes, repeatable; labels "
+                   "over-represented among the co-moving probes are listed (default: the column 'slice' if any)")
     p.add_argument("--steps-column", help="column holding training steps (parquet/csv; default 'step' if present)")
     p.add_argument("--window", type=int, default=32, help="records per sliding window W (default 32)")
     p.add_argument("--stride", type=int, default=1, help="use every k-th record (default 1)")
@@ -86,13 +104,22 @@ def run(args: argparse.Namespace) -> int:
                              ("--stride", args.stride, 1), ("--demo-seed", args.demo_seed, 0)):
         if value < low:
             raise ProbekitUsageError(f"argument {flag}: must be an int >= {low}. Got {value} instead.")
+    trajectory = _is_trajectory(args.losses)
+    _check_trajectory_flags(args, trajectory)
     # analyze.png is checked with --no-plot too: a figure of earlier settings must not be left
     # beside the new series (with --overwrite it is removed)
-    check_files_in_dir(args.out_dir, OUTPUTS, "--out-dir", args.overwrite, {"LOSSES": args.losses})
+    check_files_in_dir(args.out_dir, OUTPUTS, "--out-dir", args.overwrite,
+                       {"LOSSES": args.losses, "--probes": args.probes})
     alarm_params = parse_key_values(args.alarm_param, "--alarm-param")
     onsets: list[int] = []
+    transitions: list[dict] = []
+    descriptions = None
     index = "step"  # what a record's index is called: "record" when the file had no steps
-    if args.losses is None:
+    if trajectory:
+        losses, steps, descriptions, source, transitions = _read_trajectory(args)
+        probe_ids = list(descriptions.ids)
+        onsets = [t["onset_step"] for t in transitions if t["onset_step"] is not None]
+    elif args.losses is None:
         from probekit.eval.families.deep_linear import DeepLinearConfig, run_deep_linear
 
         demo = run_deep_linear(DeepLinearConfig(seed=args.demo_seed))
@@ -110,11 +137,13 @@ def run(args: argparse.Namespace) -> int:
     result = analyze(
         losses, steps=steps, probe_ids=probe_ids, window=args.window, stride=args.stride,
         detrend=args.detrend, top_k=args.top_k, signal=args.signal, alarm=args.alarm,
-        alarm_params=alarm_params, n_top=args.top,
+        alarm_params=alarm_params, n_top=args.top, descriptions=descriptions,
     )
     summary = {"source": source, **result.summary()}
     if onsets:
         summary["ground_truth_onset_steps"] = onsets
+    if trajectory:
+        summary["transitions"] = transitions
 
     out_dir = Path(args.out_dir)
     with staged_files(out_dir) as stage:
@@ -139,6 +168,71 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_trajectory(losses: str | None) -> bool:
+    """A directory holding a manifest.json: a stored trajectory (anything else goes to the loss-file reader)."""
+    from pathlib import Path
+
+    return losses is not None and Path(losses).is_dir() and (Path(losses) / "manifest.json").is_file()
+
+
+def _check_trajectory_flags(args: argparse.Namespace, trajectory: bool) -> None:
+    """Flags that need a trajectory, and the one that does not apply to it: refused before any work."""
+    if trajectory:
+        if args.steps_column is not None:
+            raise ProbekitUsageError(f"--steps-column applies to parquet and csv files; {args.losses} is a "
+                                     "trajectory directory (its steps are in steps.npy).")
+        return
+    for flag, value in (("--probes", args.probes), ("--describe-field", args.describe_field),
+                        ("--slice-field", args.slice_field)):
+        if value:
+            what = "the built-in demo" if args.losses is None else f"{args.losses}, a loss file"
+            raise ProbekitUsageError(f"{flag} needs a trajectory directory as LOSSES (one with manifest.json, "
+                                     f"losses.npy and pool/); got {what}.")
+
+
+def _read_trajectory(args: argparse.Namespace):
+    """Losses [records, probes] float64, steps, probe descriptions, source line and transitions of LOSSES.
+
+    Every pool example, or exactly the ``--probes`` probe set's, in its order
+    (``Trajectory.probe_losses``). A probe id the pool lacks is one line naming how many and the first few.
+    """
+    import numpy as np
+
+    from probekit.errors import PoolMismatchError
+    from probekit.eval.store.trajectory import Trajectory
+    from probekit.rdm.modes import describe_probes
+
+    probes = None
+    if args.probes is not None:
+        from probekit.probeset import ProbeSet
+
+        probes = ProbeSet.load(args.probes)
+    traj = Trajectory(args.losses)  # verifies every checksum: a corrupt store is an error (exit 1)
+    pool = traj.pool
+    if probes is None:
+        losses = np.asarray(traj.losses, dtype=np.float64)  # [records, pool]
+    else:
+        known = set(pool.ids.tolist())
+        missing = [v for v in probes.ids if v not in known]
+        if missing:
+            shown = ", ".join(repr(v) for v in missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise PoolMismatchError(
+                f"--probes {args.probes}: {len(missing)} of {len(probes)} probe ids are not in the pool of "
+                f"trajectory {args.losses} ({len(pool)} examples): {shown}; select the probes from that "
+                f"pool (probekit select --data {traj.path / 'pool'})."
+            )
+        losses = np.asarray(traj.probe_losses(probes), dtype=np.float64)  # [records, probes], the set's order
+    descriptions = describe_probes(pool, probes, describe_fields=args.describe_field, slice_fields=args.slice_field)
+    m = traj.manifest
+    what = "every pool example" if probes is None else f"probe set {args.probes}"
+    source = f"trajectory {m['name']} ({m['preset']}, seed {m['seed']}), {what}"
+    transitions = [{"name": t.name, "onset_step": t.onset_step, "midpoint_step": t.midpoint_step}
+                   for t in traj.transitions]
+    steps = np.asarray(traj.steps, dtype=np.int64)
+    traj.close()
+    return losses, steps, descriptions, source, transitions
+
+
 def _csv_cell(v):
     if isinstance(v, (float,)) or hasattr(v, "dtype") and v.dtype.kind == "f":
         v = float(v)
@@ -157,7 +251,12 @@ def _print_report(result, summary: dict, out_dir, no_plot: bool, index: str = "s
     where = f" at {index}(s) {steps}" if steps else ""
     print(f"alarm rule {result.alarm_rule} ({params}) on {result.signal_name}: "
           f"{len(result.alarm_positions)} alarm(s){where}")
-    if "ground_truth_onset_steps" in summary:
+    if "transitions" in summary:
+        for t in summary["transitions"]:
+            said = ("no transition in the recorded span" if t["onset_step"] is None else
+                    f"onset step {t['onset_step']}, midpoint step {t['midpoint_step']}")
+            print(f"ground-truth transition {t['name']} (trajectory manifest): {said}")
+    elif "ground_truth_onset_steps" in summary:
         print("ground-truth transition onsets (demo): steps "
               + ", ".join(str(x) for x in summary["ground_truth_onset_steps"]))
     focus = summary["focus"]
@@ -166,7 +265,7 @@ def _print_report(result, summary: dict, out_dir, no_plot: bool, index: str = "s
         share_txt = f"{100 * share:.0f}% of the trace" if share is not None else "no variance"
         print(f"probes moving together at the {focus['kind']}, {index} {focus['step']} "
               f"(leading mode: {share_txt}):")
-        for rank, item in enumerate(focus["top_probes"], 1):
-            print(f"  {rank:>3}  {item['probe']:<24} {item['loading']:+.4f}")
+        for line in result.mode.lines() if result.mode is not None else []:
+            print(line)
     files = ["series.csv", "summary.json"] + ([] if no_plot else ["analyze.png"])
     print("wrote " + ", ".join(str(out_dir / f) for f in files))

@@ -24,7 +24,10 @@ errors) and a counter in ``monitor.counters``, and training continues; the steps
 whose record a sink could not take are in ``monitor.lost_steps``, named at ``close()``.
 Configuration errors do raise, at construction, before training starts; a
 loss function that does not fit the probe batch can only show when it runs,
-so ``monitor.check()`` runs one pass and raises: call it before training. ``state_dict()`` /
+so ``monitor.check()`` runs one pass and raises: call it before training. Given ``probe_ids``,
+``probe_texts`` or ``probe_labels``, an alarm also names the probes that move together (the
+window's leading mode, :mod:`probekit.rdm.modes`): who they are and which slices they
+over-represent, in ``AlarmEvent.mode`` and the alarm's record (``record.mode``). ``state_dict()`` /
 ``load_state_dict()`` carry the window, the alarm state and the counters
 across a resumed training.
 
@@ -50,6 +53,7 @@ from probekit.monitor.pipeline import consume
 from probekit.monitor.sinks import MonitorRecord
 from probekit.monitor.state import STATE_VERSION, load_state, monitor_state  # noqa: F401 - STATE_VERSION re-exported
 from probekit.params import AnyOf, Interval, Options, validate
+from probekit.rdm.modes import ProbeDescriptions
 from probekit.rdm.signal_table import signal_names
 from probekit.registry import SIGNALS  # noqa: F401 - re-exported: the signals the alarm can watch (signal_table)
 
@@ -62,12 +66,18 @@ class MonitorWarning(ProbekitWarning):
 
 @dataclass
 class AlarmEvent:
-    """What ``on_alarm`` receives. ``stats`` (the window's RDMStats) is None on ranks other than 0."""
+    """What ``on_alarm`` receives. ``stats`` (the window's RDMStats) is None on ranks other than 0.
+
+    ``mode``: the probes that move together at the alarm (the window's leading mode, described:
+    ``mode.lines()``, ``mode.as_dict()``; :class:`probekit.rdm.modes.Mode`), when the monitor was
+    given ``probe_ids``, ``probe_texts`` or ``probe_labels``; None otherwise and on ranks other than 0.
+    """
 
     step: int
     record: MonitorRecord
     stats: Any
     monitor: "Monitor"
+    mode: Any = None
 
 
 class Monitor:
@@ -104,6 +114,14 @@ class Monitor:
         model's device type; False: autocast disabled for the probe pass.
     probe_ids : sequence of str, optional
         Names of the probes (a ``ProbeSet``'s ids), carried into the loadings.
+    probe_texts : sequence of str, optional
+        One text per probe (cut to a one-line excerpt), shown beside the probes an alarm names.
+    probe_labels : sequence of str, or mapping of field -> sequence, optional
+        Slice labels, one per probe (None: unlabelled): a ``ProbeSet``'s ``slices``, or
+        ``{"topic": [...], ...}``. An alarm lists the labels over-represented among the probes
+        it names (``probekit.rdm.modes``; ``describe_probes(pool, probeset)`` builds all three).
+    mode_top : int, default 10
+        How many probes an alarm names (the top of the leading mode).
     distributed : "auto", True or False
         Shard the probes across torch.distributed ranks (see the module doc).
     """
@@ -126,15 +144,18 @@ class Monitor:
         autocast: Any = None,
         probe_ids: Sequence[str] | None = None,
         distributed: Any = "auto",
+        probe_texts: Sequence[str] | None = None,
+        probe_labels: Any = None,
+        mode_top: int = 10,
     ) -> None:
         # Unlike a selector, the monitor validates at construction: the alternative is an
         # error inside the training loop, which it must never raise into.
         from probekit.alarms import AlarmRule, make_rule
         from probekit.rdm import DynamicalRDM, check_rdm_params
 
-        validate("Monitor", {"every": every, "batch_size": batch_size, "signal": signal},
+        validate("Monitor", {"every": every, "batch_size": batch_size, "signal": signal, "mode_top": mode_top},
                  {"every": Interval(int, 1, None), "batch_size": AnyOf(None, Interval(int, 1, None)),
-                  "signal": Options(*signal_names())})
+                  "signal": Options(*signal_names()), "mode_top": Interval(int, 1, None)})
         check_rdm_params("Monitor", window, 1, detrend, top_k)
         if not hasattr(model, "modules") or not callable(model):
             raise ProbekitUsageError(f"The 'model' parameter of Monitor must be a torch.nn.Module. Got {type(model).__name__} instead.")
@@ -150,6 +171,14 @@ class Monitor:
         self.n_probes = batch_len(probes)
         if probe_ids is not None and len(probe_ids) != self.n_probes:
             raise ProbekitUsageError(f"probe_ids has {len(probe_ids)} names for {self.n_probes} probes.")
+        self.descriptions = None  # who the probes are, for the mode an alarm names
+        if probe_ids is not None or probe_texts is not None or probe_labels is not None:
+            if top_k == 0:
+                raise ProbekitUsageError("Monitor: probe_ids, probe_texts and probe_labels name the probes of the "
+                                         "leading mode at an alarm, which needs top_k >= 1. Got top_k=0.")
+            ids = probe_ids if probe_ids is not None else [str(i) for i in range(self.n_probes)]
+            self.descriptions = ProbeDescriptions.build(ids, probe_texts, probe_labels, owner="Monitor")
+        self.mode_top = mode_top
         self.loss_fn = resolve_loss(loss_fn)
         if isinstance(alarm, str):
             alarm = make_rule(alarm)
@@ -176,6 +205,7 @@ class Monitor:
         self.alarm_steps: list[int] = []
         self.last: MonitorRecord | None = None
         self._stats = None  # the last record's window statistics, for on_alarm
+        self._mode = None  # the last record's leading mode, described (alarm records only)
         self._last_step: int | None = None
         self._warned: set[str] = set()
         self.lost_steps: dict[int, list[int]] = {}  # sink index -> steps whose record that sink could not take
@@ -294,7 +324,9 @@ class Monitor:
         if self.on_alarm is None:
             return
         try:
-            self.on_alarm(AlarmEvent(rec.step, rec, self._stats if self.is_main else None, self))
+            main = self.is_main  # off rank 0 there are no statistics, so no mode either
+            self.on_alarm(AlarmEvent(rec.step, rec, self._stats if main else None, self,
+                                     self._mode if main else None))
         except Exception as exc:
             self.counters["callback_errors"] += 1
             self._warn("callback", f"probekit Monitor: on_alarm raised at step {rec.step} ({type(exc).__name__}: {exc}).")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from probekit.monitor.sinks import MonitorRecord
+from probekit.rdm.modes import describe_mode
 from probekit.rdm.signal_table import get_signal
 
 __all__ = ["consume"]
@@ -51,6 +52,9 @@ def consume(monitor: Any, losses: np.ndarray, step: int, *, failed: bool) -> Mon
         rec.shc, rec.pr, rec.trace = stats.shc, stats.pr, stats.trace
         rec.top_eigenvalues = [float(v) for v in stats.eigenvalues]
     monitor._stats = stats
+    monitor._mode = _alarm_mode(monitor, stats, step) if fired else None
+    if monitor._mode is not None:
+        rec.mode = monitor._mode.as_dict()
     monitor.last = rec
     for k, sink in enumerate(monitor.sinks):
         try:
@@ -63,3 +67,16 @@ def consume(monitor: Any, losses: np.ndarray, step: int, *, failed: bool) -> Mon
                                           "Training goes on, later records are still written to it, and close() "
                                           "names every step it lost.")
     return rec
+
+
+def _alarm_mode(monitor: Any, stats: Any, step: int) -> Any:
+    """The leading mode at an alarm, described (None without descriptions or loadings). Never raises:
+    a failure here costs the description, not the record."""
+    if monitor.descriptions is None or stats is None:
+        return None
+    try:
+        return describe_mode(stats, monitor.descriptions, monitor.mode_top)
+    except Exception as exc:
+        monitor._warn("mode", f"probekit Monitor: describing the probes at the alarm of step {step} failed "
+                              f"({type(exc).__name__}: {exc}); the alarm is recorded without them.")
+        return None

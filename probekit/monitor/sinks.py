@@ -41,9 +41,16 @@ class MonitorRecord:
     n_alarms: int = 0  # alarms so far
     every: int = 1  # the record interval in force
     ok: bool = True  # False: the probe pass failed or gave non-finite losses; not admitted
+    # at an alarm of a monitor given probe descriptions: the probes that move together and the
+    # slices they over-represent (probekit.rdm.modes.Mode.as_dict); None otherwise, and then left
+    # out of as_dict(), so a monitor without descriptions writes the lines it always wrote
+    mode: dict | None = None
 
     def as_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        out = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        if out["mode"] is None:
+            del out["mode"]
+        return out
 
 
 class Sink:
@@ -101,6 +108,22 @@ class JSONLSink(Sink):
             os.close(fd)
 
 
+def _mode_markdown(mode: dict) -> str:
+    """An alarm's mode (``Mode.as_dict()``) as TensorBoard markdown: the probes, then what they over-represent."""
+    from probekit.rdm.modes import label_text
+
+    lines = ["probes moving together (leading mode):", ""]
+    for rank, p in enumerate(mode["top_probes"], 1):
+        tags = ", ".join(label_text(f, v) for f, v in (p.get("slices") or {}).items() if v is not None)
+        text = p.get("text")
+        lines.append(f"{rank}. `{p['probe']}` {p['loading']:+.4f}" + (f" [{tags}]" if tags else "")
+                     + (f" {text}" if text else ""))
+    excess = mode.get("over_represented") or []
+    if excess:
+        lines += ["", "over-represented:", ""] + [f"- {e['text']}" for e in excess[:5]]
+    return "\n".join(lines)
+
+
 def _cut_back(fd: int, size: int) -> None:
     """Truncate the file to ``size`` if a write left part of a line beyond it."""
     try:
@@ -151,8 +174,11 @@ class TensorBoardSink(Sink):
             w.add_scalar(f"{p}/eig_{i}", ev, step)
         w.add_scalar(f"{p}/alarm", float(record.alarm), step)
         if record.alarm:
-            w.add_text(f"{p}/alarms", f"alarm {record.n_alarms} at step {step}: {record.signal} "
-                                      f"score {record.score:.4g}, SHC {record.shc:.4g}, PR {record.pr:.3g}", step)
+            text = (f"alarm {record.n_alarms} at step {step}: {record.signal} "
+                    f"score {record.score:.4g}, SHC {record.shc:.4g}, PR {record.pr:.3g}")
+            if record.mode is not None:
+                text += "\n\n" + _mode_markdown(record.mode)
+            w.add_text(f"{p}/alarms", text, step)
 
     def flush(self) -> None:
         self.writer.flush()

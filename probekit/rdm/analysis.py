@@ -3,7 +3,8 @@
 ``analyze`` is the library function behind ``probekit analyze``: it computes
 the 2RDM statistics of every window, runs one alarm rule on one signal, and
 names the probes that move together (the leading eigenvector of C) at the
-strongest alarm, or at the signal's peak when no alarm fired.
+strongest alarm, or at the signal's peak when no alarm fired. Given probe descriptions
+(:mod:`probekit.rdm.modes`), it says who those probes are and which slices they over-represent.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from probekit.errors import ProbekitUsageError
 from probekit.params import Interval, Options, validate
+from probekit.rdm.modes import Mode, ProbeDescriptions, describe_mode
 from probekit.rdm.offline import RDMSeries, rdm_series, window_stats
 from probekit.rdm.signal_table import get_signal, signal_names
 
@@ -35,6 +37,7 @@ class AnalysisResult:
     focus_share: float  # leading eigenvalue's share of the trace at the focus
     probe_ids: list[str]
     extras: dict = field(default_factory=dict)
+    mode: Mode | None = None  # the leading mode at the focus, described (probekit.rdm.modes)
 
     @property
     def alarm_steps(self) -> np.ndarray:
@@ -44,6 +47,7 @@ class AnalysisResult:
         """A JSON-ready summary (no arrays longer than the alarm list)."""
         s = self.series
         focus = self.focus_position
+        described = {} if self.mode is None else self.mode.as_dict()
         return {
             "records": int(len(s)),
             "probes": int(s.n_probes),
@@ -65,7 +69,8 @@ class AnalysisResult:
                 "record": int(s.record_index[focus]),
                 "step": int(s.steps[focus]),
                 "leading_share": _finite_or_none(self.focus_share),
-                "top_probes": [{"probe": p, "loading": round(v, 6)} for p, v in self.top_probes],
+                "top_probes": described.get("top_probes", []),
+                **({"over_represented": described["over_represented"]} if "over_represented" in described else {}),
             },
             **self.extras,
         }
@@ -101,10 +106,14 @@ def analyze(
     alarm: str | None = None,
     alarm_params: dict | None = None,
     n_top: int = 10,
+    descriptions: ProbeDescriptions | None = None,
 ) -> AnalysisResult:
     """2RDM series, alarms and the co-fluctuating probes of a [records, probes] matrix.
 
     ``signal``: any registered 2RDM signal (:mod:`probekit.rdm.signal_table`), NaN until the window is full.
+    ``descriptions``: who the probes are (texts, slice labels; :func:`probekit.rdm.modes.describe_probes`),
+    in column order; their ids replace ``probe_ids``. The leading mode at the focus is then
+    described and its over-represented slices listed (``result.mode``, the summary's focus).
     """
     from probekit.alarms import DEFAULT_RULE, make_rule
 
@@ -116,6 +125,12 @@ def analyze(
     _require_a_window(series, np.shape(losses)[0] if np.ndim(losses) else 0)
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=2)
+    if descriptions is not None:
+        if len(descriptions) != series.n_probes:
+            raise ProbekitUsageError(
+                f"analyze got {len(descriptions)} probe descriptions for {series.n_probes} probes."
+            )
+        probe_ids = list(descriptions.ids)
     if probe_ids is None:
         probe_ids = [str(i) for i in range(series.n_probes)]
     elif len(probe_ids) != series.n_probes:
@@ -137,13 +152,16 @@ def analyze(
         is_alarm = True
     elif np.isfinite(values).any():  # no finite value: e.g. leading_share of constant losses (trace 0)
         focus = int(np.nanargmax(values))
-    top, share = [], float("nan")
+    top, share, mode = [], float("nan"), None
     if focus is not None:
         x = np.asarray(losses, dtype=np.float64)[series.record_index[focus - window + 1 : focus + 1]]
         stats = window_stats(x, detrend=detrend, top_k=1)
         share = stats.leading_share
-        for j in stats.top_probes(n_top):
-            top.append((str(probe_ids[j]), float(stats.loadings[0, j])))
+        if descriptions is None:
+            descriptions = ProbeDescriptions.build(probe_ids)
+        mode = describe_mode(stats, descriptions, n_top)
+        if mode is not None:
+            top = [(p.probe, p.loading) for p in mode.probes]
     return AnalysisResult(
         series=series,
         signal_name=signal,
@@ -157,4 +175,5 @@ def analyze(
         top_probes=top,
         focus_share=share,
         probe_ids=list(probe_ids),
+        mode=mode,
     )

@@ -36,7 +36,8 @@ def read_loss_matrix(path: str | Path, steps_column: str | None = None) -> LossM
     if not p.exists():
         raise ProbekitUsageError(f"loss file {str(p)!r} does not exist.")
     if p.is_dir():
-        raise ProbekitUsageError(f"loss file {str(p)!r} is a directory; give a {'/'.join(SUFFIXES)} file.")
+        raise ProbekitUsageError(f"loss file {str(p)!r} is a directory without manifest.json; give a "
+                                 f"{'/'.join(SUFFIXES)} file or a trajectory directory.")
     suffix = p.suffix.lower()
     if suffix not in SUFFIXES:
         raise ProbekitUsageError(
