@@ -189,7 +189,8 @@ def test_python_dash_m_probekit_from_root():
 # Packages whose public names load lazily (probekit._lazy): the top level, and the packages that
 # took over the path of a module users imported from (probekit.rdm, probekit.pool, ...).
 LAZY_PACKAGES = ("probekit", "probekit.monitor", "probekit.rdm", "probekit.pool", "probekit.probeset",
-                 "probekit.export", "probekit.eval.bench", "probekit.eval.scoring", "probekit.eval.peers")
+                 "probekit.export", "probekit.eval.bench", "probekit.eval.scoring", "probekit.eval.peers",
+                 "probekit.record")
 
 # Old module paths kept as aliases, each because a user-facing document named it (the alias's
 # docstring says which): old path -> the module it now is.

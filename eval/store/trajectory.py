@@ -369,6 +369,8 @@ class Trajectory:
     def state_dict(self, checkpoint: str) -> dict:
         import torch
 
+        if self.manifest.get("kind") == "user":  # weights stay where the user keeps them (probekit.record)
+            return self.model(checkpoint).state_dict()
         if checkpoint not in self.checkpoints:
             raise KeyError(f"no checkpoint {checkpoint!r}; this trajectory has {', '.join(sorted(self.checkpoints))}")
         return torch.load(self.path / "checkpoints" / f"{checkpoint}.pt", weights_only=True)
@@ -377,10 +379,16 @@ class Trajectory:
         """The registered ReferenceRun class that recorded this trajectory."""
         from probekit.registry import TRANSITIONS
 
+        if self.manifest.get("kind") == "user":
+            raise ProbekitError(f"{self.path} is a user trajectory (probekit record): it has no reference run; "
+                                "its model is Trajectory.model('selection').")
         return TRANSITIONS.load(self.name)
 
     def model(self, checkpoint: str):
         """The run's torch module with the checkpoint's weights, in ``eval()`` mode."""
+        if self.manifest.get("kind") == "user":  # loaded from its recorded source, hash checked
+            from probekit.record.store import load_user_model
+            return load_user_model(self, checkpoint)
         run_cls = self.reference_run()
         fields = {f.name for f in dataclasses.fields(run_cls.config_class)}
         config = run_cls.config_class(**{k: _tuple(v) for k, v in self.config.items() if k in fields})

@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "selectors": "probekit.cli.selectors_cmd",
     "transitions": "probekit.cli.transitions_cmd",
     "bench": "probekit.cli.bench_cmd",
+    "record": "probekit.cli.record_cmd",
 }
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
