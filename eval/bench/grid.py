@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probekit.eval.bench.designs import Design, parse_design
+from probekit.eval.bench.user_runs import UserTrajectory
 from probekit.eval.scoring.signals import SCALAR_SIGNALS, SignalSpec
 
 __all__ = ["DESIGNS", "FULL", "QUICK", "BenchGrid", "Design", "RuleSpec", "transition_families"]
@@ -97,12 +98,17 @@ class BenchGrid:
     # the seeds of the null controls (each one quiet unit); empty: the same as ``seeds``. Null runs
     # are what a false-alarm rate rests on, so a grid may afford more of them than of transitions.
     null_seeds: tuple[int, ...] = ()
+    # the user's own runs (``probekit record`` trajectories), each a family of its own named by its
+    # trajectory (probekit.eval.bench.user_runs): its seeds are selection seeds on that one run
+    trajectories: tuple[UserTrajectory, ...] = ()
 
     def __post_init__(self) -> None:
         designs = tuple(d if isinstance(d, Design) else _design_from_text(d) for d in self.designs)
         object.__setattr__(self, "designs", designs)
         object.__setattr__(self, "families", tuple(self.families))
         object.__setattr__(self, "null_seeds", tuple(self.null_seeds))
+        users = tuple(u if isinstance(u, UserTrajectory) else _user_from_dict(u) for u in self.trajectories)
+        object.__setattr__(self, "trajectories", users)
 
     @property
     def control_seeds(self) -> tuple[int, ...]:
@@ -116,16 +122,42 @@ class BenchGrid:
         return max((d.pilot for d in self.designs_for(family)), default=0)
 
     def with_families(self) -> "BenchGrid":
-        """This grid, on every registered transition family when it names none."""
-        return self if self.families else dataclasses.replace(self, families=transition_families())
+        """This grid, on every registered transition family when it names none and scores no user
+        trajectory; a user trajectory's family (its name) is always one of them."""
+        families = self.families or (() if self.trajectories else transition_families())
+        families = tuple(dict.fromkeys(families + tuple(u.name for u in self.trajectories)))
+        return self if families == self.families else dataclasses.replace(self, families=families)
+
+    def preset_of(self, family: str) -> str:
+        """The preset ``family``'s designs are made for: the grid's, or a user trajectory's own."""
+        from probekit.eval.bench.user_runs import USER_PRESET, user_family
+
+        return USER_PRESET if user_family(self, family) is not None else self.preset
+
+    def open_runs(self, family: str, cache_dir: Any = None) -> tuple[list, list]:
+        """The family's trajectories (one per seed) and its null controls' (one per null seed): from the
+        cache (recorded if missing), or, for a user trajectory, from its directories."""
+        from probekit.eval.bench.user_runs import open_user_runs, user_family
+
+        user = user_family(self, family)
+        if user is not None:
+            return open_user_runs(user, self.seeds, self.control_seeds)
+        from probekit.eval.store.runner import load_or_record
+        from probekit.registry import TRANSITIONS
+
+        null_names = [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of == family]
+        trajs = [load_or_record(family, self.preset, s, cache_dir=cache_dir, progress=False) for s in self.seeds]
+        nulls = [load_or_record(n, self.preset, s, cache_dir=cache_dir, progress=False)
+                 for n in null_names for s in self.control_seeds]
+        return trajs, nulls
 
     def designs_for(self, family: str) -> tuple[Design, ...]:
         """The designs scored on ``family``, in grid order: each of ``designs`` as the family makes
         it (:meth:`Design.for_family`: one per concern, the family's pilot span)."""
-        from probekit.registry import TRANSITIONS
+        from probekit.eval.bench.user_runs import family_class
 
-        run = TRANSITIONS.load(family)
-        return tuple(d for design in self.designs for d in design.for_family(run, self.preset))
+        run = family_class(self, family)
+        return tuple(d for design in self.designs for d in design.for_family(run, self.preset_of(family)))
 
     def design(self, label: str, family: str | None = None) -> Design:
         """The design labelled ``label`` on ``family``. Without a family: on any of the grid's
@@ -153,6 +185,10 @@ class BenchGrid:
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "peers"}
         if not fields["null_seeds"]:
             del fields["null_seeds"]  # the same as the seeds: hashes as before the field existed
+        if self.trajectories:  # by content, not by path: a moved trajectory is the same grid
+            fields["trajectories"] = [u.content() for u in self.trajectories]
+        else:
+            del fields["trajectories"]  # hashes as before the field existed
         for d in fields["designs"]:  # a design without a pilot hashes as before pilots existed
             if not d.get("pilot"):
                 d.pop("pilot", None)
@@ -175,7 +211,7 @@ class BenchGrid:
                     for design in self.designs_for(fam):
                         out.append({"family": fam, "design": design.label, "signal": dataclasses.asdict(spec),
                                     "rule": rule.as_dict()})
-            for scalar in self.scalar_baselines:  # on the primary signal's window and stride
+            for scalar in self._scalars(fam):  # on the primary signal's window and stride
                 spec = SignalSpec(scalar, window=self.signals[0].window, stride=self.signals[0].stride)
                 for rule in self.rules:
                     out.append({"family": fam, "design": "scalar", "signal": dataclasses.asdict(spec),
@@ -186,12 +222,27 @@ class BenchGrid:
             out += peer_cells(self)
         return out
 
+    def _scalars(self, family: str) -> tuple[str, ...]:
+        """The scalar baselines of ``family``: a user's recording holds no training gradients, so no
+        ``grad_norm`` there."""
+        from probekit.eval.bench.user_runs import user_family
+
+        if user_family(self, family) is None:
+            return self.scalar_baselines
+        return tuple(s for s in self.scalar_baselines if s != "grad_norm")
+
     def check(self) -> None:
         from probekit.errors import ProbekitUsageError
         from probekit.eval.scoring.signals import PEER_SIGNALS
 
         for design in self.designs:
             design.check()
+        names = [u.name for u in self.trajectories]
+        for user in self.trajectories:
+            user.check()
+            if user.name in transition_families() or names.count(user.name) > 1:
+                raise ProbekitUsageError(f"--trajectory {user.path}: its name {user.name!r} is taken (by a reference "
+                                         "family or another trajectory); record it with another --name.")
         labels = [d.label for d in self.designs]
         if len(set(labels)) != len(labels):
             raise ProbekitUsageError(f"The designs of a BenchGrid need distinct names. Got {labels} instead.")
@@ -208,6 +259,12 @@ class BenchGrid:
         if bad:
             raise ProbekitUsageError(
                 f"The 'peers' field of BenchGrid must hold some of {', '.join(PEER_SIGNALS)}. Got {bad[0]!r} instead.")
+
+
+def _user_from_dict(d: dict) -> UserTrajectory:
+    """A user trajectory as ``results.json`` holds it."""
+    return UserTrajectory(d["path"], tuple(d.get("nulls", ())),
+                          tuple((n, tuple(specs)) for n, specs in d.get("concerns", ())), d.get("pilot"))
 
 
 def _design_from_text(text: str) -> Design:

@@ -55,19 +55,13 @@ def _score_job(job: tuple) -> list[Any]:
         import torch
 
         torch.set_num_threads(1)
-        from probekit.eval.store.runner import get_reference_run, load_or_record
-        from probekit.registry import TRANSITIONS
-
-        null_names = [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of == family]
-        trajs = [load_or_record(family, grid.preset, s, cache_dir=cache_dir, progress=False) for s in grid.seeds]
-        nulls = [load_or_record(n, grid.preset, s, cache_dir=cache_dir, progress=False)
-                 for n in null_names for s in grid.control_seeds]
+        trajs, nulls = grid.open_runs(family, cache_dir)
         pilot = grid.pilot_for(family)  # records a design saw at selection time: no cell scores them
         if label == "scalar":
             rankings, sizes = {}, []  # the scalar baselines watch the full pool
         else:
             design = grid.design(label, family)
-            rankings = {id(t): design.ranking(get_reference_run(t.name), t, max(grid.sizes)) for t in trajs + nulls}
+            rankings = {id(t): design.ranking(_run_of(grid, family, t), t, max(grid.sizes)) for t in trajs + nulls}
             sizes = list(grid.sizes)
             out.append(Rankings(family, label, {Rankings.run_key(t.name, t.seed): rankings[id(t)]
                                                 for t in trajs + nulls}))
@@ -128,11 +122,16 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
     log.info("bench grid %s: %d cells to compute, %d finished before", grid.key(), len(todo),
              len(grid.cells()) - len(todo))
     cache = None if cache_dir is None else str(cache_dir)
+    for user in grid.trajectories:  # verified before any work: a damaged trajectory is one line, not failed cells
+        for path in (user.path, *user.nulls):
+            _verify(path)
     if todo:  # record (or verify) every trajectory first, runs in parallel; cells then only read them
         from probekit.eval.store.suite import run_suite
         from probekit.registry import TRANSITIONS
 
-        families = sorted({c["family"] for c in todo})
+        from probekit.eval.bench.user_runs import user_family
+
+        families = sorted({c["family"] for c in todo if user_family(grid, c["family"]) is None})  # the user's: recorded
         names = families + [n for n in TRANSITIONS.names() if TRANSITIONS.load(n).control_of in families]
         every = {}
         if peer_families:  # the LLC needs the weights: keep checkpoints every k records
@@ -185,26 +184,56 @@ def run_grid(grid: BenchGrid, out_dir: str | os.PathLike, *, jobs: int = 1,
             if found is not None:
                 rankings[(family, design.label)] = found
     return GridResult(grid, cells, computed=len(todo), rankings=rankings,
-                      pools={fam: pool_prevalence(fam, grid.preset, cache) for fam in grid.families})
+                      pools={fam: pool_prevalence(grid, fam, cache) for fam in grid.families})
 
 
-def pool_prevalence(family: str, preset: str, cache_dir: str | None) -> dict:
-    """What a family's candidate pool holds (seed 0's): its size, and how many examples each
-    declared concern's slice covers, so a reader sees how targeted "random" probes already are."""
+def _run_of(grid: BenchGrid, family: str, traj: Any) -> Any:
+    """What a trajectory's designs read of its run: its own reference run (a null control's differs
+    from its family's), or, on a user trajectory and its nulls, the user family's adapter."""
+    from probekit.eval.bench.user_runs import family_class, user_family
+    from probekit.eval.store.runner import get_reference_run
+
+    return family_class(grid, family)() if user_family(grid, family) is not None else get_reference_run(traj.name)
+
+
+def _verify(path: str) -> None:
+    from probekit.errors import ProbekitUsageError
+    from probekit.eval.store.trajectory import Trajectory, TrajectoryCorruptError
+
+    try:
+        Trajectory(path).close()
+    except TrajectoryCorruptError as exc:
+        raise ProbekitUsageError(f"trajectory {path} fails verification: {exc}") from None
+
+
+def first_run(grid: BenchGrid, family: str, cache_dir: Any) -> Any:
+    """The family's first trajectory (seed 0 of a reference family; a user family's own run)."""
+    from probekit.eval.bench.user_runs import user_family
     from probekit.eval.store.runner import load_or_record
+    from probekit.eval.store.trajectory import Trajectory
+
+    user = user_family(grid, family)
+    if user is not None:
+        return Trajectory(user.path)
+    return load_or_record(family, grid.preset, grid.seeds[0] if grid.seeds else 0, cache_dir=cache_dir, progress=False)
+
+
+def pool_prevalence(grid: BenchGrid, family: str, cache_dir: str | None) -> dict:
+    """What a family's candidate pool holds (its first run's): its size, and how many examples each
+    declared concern's slice covers, so a reader sees how targeted "random" probes already are."""
     from probekit.errors import ProbekitError
-    from probekit.registry import TRANSITIONS
+    from probekit.eval.bench.user_runs import family_class
     from probekit.selection.slices.parse import parse_slices
     from probekit.selection.slices.rows import member_rows
 
     try:
-        traj = load_or_record(family, preset, 0, cache_dir=cache_dir, progress=False)
+        traj = first_run(grid, family, cache_dir)
     except ProbekitError:
         return {}
     try:
         pool = traj.pool
         concerns = {}
-        for name, specs in TRANSITIONS.load(family).concerns.items():
+        for name, specs in family_class(grid, family).concerns.items():
             rows: set[int] = set()
             try:
                 for spec in parse_slices(specs):

@@ -344,8 +344,12 @@ def peer_cells(grid: Any) -> list[dict]:
 
     from probekit.eval.scoring.signals import SignalSpec
 
+    from probekit.eval.bench.user_runs import user_family
+
     out = []
     for fam in grid.families:
+        if user_family(grid, fam) is not None:  # a user's run keeps no checkpoints every k records
+            continue
         settings = settings_for(fam)
         for stat in grid.peers:
             spec = SignalSpec(stat, window=LLC_DEV_WINDOW, stride=checkpoint_every(fam, grid.preset))

@@ -188,10 +188,9 @@ def _lead_vs_far(family: str, designs: list, scalars: list, what: str, path: Pat
 
 
 def _signals(result: Any, family: str, designs: list, cache_dir: Any, path: Path) -> Path:
-    from probekit.eval.store.runner import load_or_record
+    from probekit.eval.bench.run import first_run
 
-    grid = result.grid
-    traj = load_or_record(family, grid.preset, 0, cache_dir=cache_dir, progress=False)
+    traj = first_run(result.grid, family, cache_dir)
     try:
         return _draw_signals(result, traj, family, designs, path)
     finally:
@@ -255,7 +254,11 @@ def _draw_signals(result: Any, traj: Any, family: str, designs: list, path: Path
     if positive:
         axes[2].set_yscale("log")
     axes[0].set_ylabel("order parameter")
-    axes[0].legend(loc="best", fontsize=8)
+    if colours:
+        axes[0].legend(loc="best", fontsize=8)
+    else:  # a user's run whose onset was given by hand, or read elsewhere
+        axes[0].text(0.5, 0.5, "no order parameter recorded (onset given)", transform=axes[0].transAxes,
+                     ha="center", va="center", color="0.4")
     axes[1].set_ylabel("mean pool loss")
     axes[2].set_ylabel(SignalSpec(**best_cell.signal).label)
     axes[2].legend(loc="best", fontsize=8)
@@ -296,9 +299,10 @@ def _probes(result: Any, family: str, traj: Any, design: str) -> list[str]:
     cells (selected again only for results written before rankings were stored)."""
     ids = result.ranking(family, design, traj.name, traj.seed)
     if ids is None:
-        from probekit.eval.store.runner import get_reference_run
+        from probekit.eval.bench.run import _run_of
 
-        ids = result.grid.design(design, family).ranking(get_reference_run(traj.name), traj, max(result.grid.sizes))
+        ids = result.grid.design(design, family).ranking(_run_of(result.grid, family, traj), traj,
+                                                          max(result.grid.sizes))
     return ids
 
 

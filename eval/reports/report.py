@@ -41,6 +41,28 @@ __all__ = ["render_markdown", "write_report"]
 
 
 # -- the sections --------------------------------------------------------------------------------
+def _preset_text(grid: Any) -> str:
+    """The reference families' preset, when the grid has any besides the user's runs."""
+    users = {u.name for u in grid.trajectories}
+    return f"preset `{grid.preset}`" if any(f not in users for f in grid.families) else "your runs only"
+
+
+def _user_lines(grid: Any) -> list[str]:
+    """The user's own runs of the grid: where each is, its null runs, concerns and pilot span, and what
+    its seeds mean (the preset above is the reference families')."""
+    if not grid.trajectories:
+        return []
+    lines = ["", "Your runs (`probekit record` trajectories; on each, the seeds are selection seeds: probe draws "
+                 "on that one run, so its rates and tests are over draws, not over training runs):", ""]
+    for u in grid.trajectories:
+        nulls = ", ".join(f"`{n}`" for n in u.nulls) or "none (false alarms from the quiet period alone)"
+        concerns = "; ".join(f"{n} = {' + '.join(f'`{x}`' for x in specs)}" for n, specs in u.concerns) or "none"
+        pilot = next((d.pilot for d in grid.designs_for(u.name) if d.pilot), None)
+        lines.append(f"- **{u.name}**: `{u.path}`; null runs: {nulls}; concerns: {concerns}"
+                     + (f"; pilot span: the first {pilot} records" if pilot else ""))
+    return lines
+
+
 def _header(result: Any, rows: Table, tests: dict, command: str) -> list[str]:
     grid = result.grid
     combos = signal_rule_pairs(grid)
@@ -49,12 +71,13 @@ def _header(result: Any, rows: Table, tests: dict, command: str) -> list[str]:
         "",
         f"Command: `{command}`",
         "",
-        f"Grid: preset `{grid.preset}`, {_seeds_text(grid.seeds)} (null controls: "
+        f"Grid: {_preset_text(grid)}, {_seeds_text(grid.seeds)} (null controls: "
         f"{_seeds_text(grid.control_seeds)}), sizes {list(grid.sizes)}, "
         f"designs {', '.join(d.label for d in grid.designs)}; "
         f"signals: {'; '.join(c for c in dict.fromkeys(s for s, _ in combos))}; "
         f"alarm rules: {'; '.join(f'`{r.label}`' for r in grid.rules)} (each rule's threshold swept); "
         f"hit window: the last {grid.hit_fraction:.0%} of the time to onset.",
+        *_user_lines(grid),
         "",
         "Two scores per design and size, at one threshold matched to a 5% false-alarm rate over the quiet units "
         "(null runs and the episodes' quiet periods). **Warning**: median lead in records before the onset (an "
@@ -89,6 +112,8 @@ def _main_table(result: Any, rows: Table, tests: dict) -> list[str]:
 
 def _counts(result: Any, rows: Table, tests: dict) -> list[str]:
     """Per family, what its rates rest on: quiet units, episodes, the smallest FAR and p-value they resolve."""
+    from probekit.eval.bench.user_runs import quiet_note, user_family
+
     lines = ["", "## What the rates rest on", "",
              "A false-alarm rate is a count over quiet units, a rate over episodes: their numbers bound what "
              "the tables can say. A 5% false-alarm rate set on fewer than 20 quiet units allows no false alarm "
@@ -109,6 +134,9 @@ def _counts(result: Any, rows: Table, tests: dict) -> list[str]:
             continue
         q = p.quiet_units
         note = "5% FAR = no false alarm at all" if q < 20 else ""
+        user = user_family(result.grid, fam)
+        if user is not None:  # a user's run: seeds are probe draws, its quiet units one run's
+            note = quiet_note(user, len(result.grid.seeds)) + ("; " if note else "") + note
         if t is not None and t.m and not t.resolvable:
             note += ("; " if note else "") + "no comparison can be significant"
         far = f"{1 / q:.1%}" if q else "none"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 EPILOG = """examples:
   probekit bench --quick                       # small configs, 3 seeds, all designs: ~2 min cold
@@ -9,6 +10,8 @@ EPILOG = """examples:
   probekit bench --families grokking rare-drift --jobs 2
   probekit bench --designs random cluster concern:slices=rare:class   # any registered strategy, with parameters
   probekit bench --full --peers                # + the LLC (devinterp), needs pip install "probekit[peers]"
+  probekit bench --trajectory my-run --null my-baseline --concern rare="topic=rare" --sizes 16 64
+                                               # your own run, recorded with probekit record (docs/record.md)
 
 Writes OUT_DIR/results.json (every cell), OUT_DIR/report.md (rows: design x size, columns:
 families; cells: median lead in records at a 5% false-alarm rate, detection rate, spread) and
@@ -18,7 +21,7 @@ OUT_DIR/figures/ (per family: convergence with size, lead vs false-alarm rate, s
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="score probe designs on the reference transitions",
+        help="score probe designs on the reference transitions or on your own recorded runs",
         description="Run the benchmark grid (families x designs x sizes x seeds) on cached reference "
         "trajectories, in worker processes, resumable, and write a JSON of every cell and a markdown report.",
         epilog=EPILOG,
@@ -35,6 +38,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--designs", nargs="+", default=None, metavar="NAME[:KEY=VALUE,...]",
                    help="probe designs: any registered selection strategy, with parameters (default: random, cluster, "
                         "gradient:sketch_dim=64 named gradient; see 'probekit selectors')")
+    p.add_argument("--trajectory", nargs="+", default=None, metavar="DIR",
+                   help="your own runs (trajectories of probekit record), each scored as a family of its own; only "
+                        "these unless --families is given too")
+    p.add_argument("--null", nargs="+", default=None, metavar="DIR",
+                   help="with --trajectory: null runs (trajectories of probekit record without the transition, e.g. "
+                        "without the intervention), quiet throughout (default: the quiet period alone)")
+    p.add_argument("--concern", action="append", default=None, metavar="NAME=SPEC[;SPEC]",
+                   help="with --trajectory: a concern the concern and mixture designs target, as slice specs over "
+                        "the pool (docs/slices.md), repeatable")
+    p.add_argument("--pilot", type=int, default=None, metavar="RECORDS",
+                   help="with --trajectory: the records at the start of the run a response design reads at "
+                        "selection time, not scored (default: a tenth of the records before the first onset)")
+    p.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N",
+                   help="probe-set sizes (default: 8 32, or 8-256 with --full)")
+    p.add_argument("--seeds", type=int, default=None, metavar="COUNT",
+                   help="seeds 0..COUNT-1 (default: 3, 20 with --full; on a user trajectory they are selection seeds, "
+                        "10 by default)")
     p.add_argument("--out-dir", default="probekit-bench", help="where the report goes (default: ./probekit-bench)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
     p.add_argument("--cache-dir", default=None, help="trajectory cache (default: the user cache dir)")
@@ -69,6 +89,15 @@ def run(args: argparse.Namespace) -> int:
         from probekit.eval.bench.designs import parse_design
 
         grid = dataclasses.replace(grid, designs=tuple(parse_design(d) for d in args.designs))
+    grid = _user_runs(args, grid)
+    if args.sizes:
+        if min(args.sizes) < 1:
+            raise ProbekitUsageError(f"argument --sizes: sizes must be ints >= 1. Got {args.sizes} instead.")
+        grid = dataclasses.replace(grid, sizes=tuple(sorted(set(args.sizes))))
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ProbekitUsageError(f"argument --seeds: must be an int >= 1. Got {args.seeds} instead.")
+        grid = dataclasses.replace(grid, seeds=tuple(range(args.seeds)))
     if args.peers:
         from probekit.eval.scoring.signals import PEER_SIGNALS
 
@@ -85,6 +114,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.computed} cells computed, {len(result.cells) - result.computed} resumed")
     print(f"report: {md_path}\nresults: {json_path}\nfigures: {len(figures)} PNGs in {Path(args.out_dir) / 'figures'}")
     return 1 if any(c.error for c in result.cells) else 0
+
+
+def _user_runs(args: argparse.Namespace, grid: Any) -> Any:
+    """The grid with the user's trajectories (--trajectory, --null, --concern, --pilot), checked."""
+    import dataclasses
+
+    from probekit.errors import ProbekitUsageError
+    from probekit.eval.bench.user_runs import UserTrajectory, parse_concern
+
+    if not args.trajectory:
+        for flag, value in (("--null", args.null), ("--concern", args.concern), ("--pilot", args.pilot)):
+            if value is not None:
+                raise ProbekitUsageError(f"argument {flag}: applies to your own runs; give them with --trajectory DIR.")
+        return grid
+    if args.pilot is not None and args.pilot < 1:
+        raise ProbekitUsageError(f"argument --pilot: must be an int >= 1 (records). Got {args.pilot} instead.")
+    concerns = tuple(parse_concern(c) for c in args.concern or ())
+    users = tuple(UserTrajectory(str(d), tuple(str(n) for n in args.null or ()), concerns, args.pilot)
+                  for d in dict.fromkeys(args.trajectory))
+    seeds = grid.seeds if args.full else tuple(range(10))  # selection seeds: cheap on one run
+    return dataclasses.replace(grid, trajectories=users, seeds=seeds, families=tuple(args.families or ()))
 
 
 #: What bench writes into --out-dir (cells/ is its resumable store of computed cells).
