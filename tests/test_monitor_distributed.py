@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 
@@ -99,17 +98,11 @@ def _worker(rank, world, init_file, out_dir, n, options):
 
 
 def _distributed(tmp_path, n, world=2, timeout=120, **options):
-    import torch.multiprocessing as mp
+    from spawn_ranks import spawn_ranks
 
     tmp_path.mkdir(parents=True, exist_ok=True)
-    ctx = mp.start_processes(_worker, args=(world, str(tmp_path / "init"), str(tmp_path), n, options),
-                             nprocs=world, join=False, start_method="spawn")
-    deadline = time.monotonic() + timeout
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:  # a hung collective must fail the test, not hang the suite
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"distributed monitor run did not finish in {timeout} s")
+    spawn_ranks(_worker, (world, str(tmp_path / "init"), str(tmp_path), n, options), world, timeout,
+                "distributed monitor run")
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
 
 

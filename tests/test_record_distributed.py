@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 
@@ -54,17 +53,10 @@ def _worker(rank, world, init_file, root, out, fail_rank):
 
 
 def _distributed(tmp_path, root, out, fail_rank=None, world=2, timeout=180):
-    import torch.multiprocessing as mp
+    from spawn_ranks import spawn_ranks
 
     init = str(tmp_path / f"init-{out.name}")
-    ctx = mp.start_processes(_worker, args=(world, init, root, out, fail_rank), nprocs=world, join=False,
-                             start_method="spawn")
-    deadline = time.monotonic() + timeout
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:  # a hung collective must fail the test, not hang the suite
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"distributed recording did not finish in {timeout} s")
+    spawn_ranks(_worker, (world, init, root, out, fail_rank), world, timeout, "distributed recording")
     return [json.loads(open(f"{init}.rank{r}.json").read()) for r in range(world)]
 
 
