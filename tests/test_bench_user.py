@@ -122,6 +122,8 @@ def test_the_default_pilot_is_a_tenth_of_the_records_before_the_onset(user_runs)
     (["--trajectory", "NOWHERE"], r"is not a trajectory directory \(no manifest\.json\)"),
     (["--trajectory", "RUN", "--concern", "rare"], r"argument --concern: takes NAME=SLICE_SPEC"),
     (["--trajectory", "RUN", "--pilot", "0"], r"argument --pilot: must be an int >= 1"),
+    (["--trajectory", "RUN", "--pilot", "79"], r"its first onset \(step 800\) comes after 80 records; a pilot span of "
+                                               r"79 records \(--pilot\) leaves fewer than 2 to score before it"),
     (["--sizes", "0"], r"argument --sizes: sizes must be ints >= 1"),
 ])
 def test_bad_user_run_arguments_are_one_line(user_runs, tmp_path, capsys, argv, message):
@@ -161,3 +163,21 @@ def test_a_user_trajectory_has_no_reference_run(user_runs):
     with Trajectory(user_runs / "my-run") as traj:
         with pytest.raises(ProbekitError, match=r"is a user trajectory \(probekit record\): it has no reference run"):
             traj.reference_run()
+
+
+def test_designs_a_recording_cannot_run_are_named_in_the_report_not_failed(user_runs, tmp_path, capsys,
+                                                                           one_torch_thread):
+    out = tmp_path / "out"
+    code = main(["bench", "--trajectory", str(user_runs / "my-run"), "--designs", "random", "gradient", "concern",
+                 "--sizes", "4", "--seeds", "2", "--jobs", "1", "--out-dir", str(out)])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads((out / "results.json").read_text())
+    assert {c["design"] for c in data["cells"]} == {"random", "scalar"}
+    report = (out / "report.md").read_text()
+    assert "not scored here: gradient: it was recorded from models in memory" in report
+    assert "concern: no concern given (--concern NAME=SPEC)" in report
+    assert "no null run: false alarms come from the quiet period alone" in report
+
+
+def test_the_bench_writes_nothing_beside_a_user_trajectory(user_runs):
+    assert sorted(p.name for p in user_runs.iterdir()) == ["my-baseline", "my-run"]

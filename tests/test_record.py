@@ -217,10 +217,19 @@ def test_onset_by_hand_and_order_csv(mlp, tmp_path):
     (tmp_path / "acc.csv").write_text("step,val_acc\n" + "".join(f"{s},{v}\n" for s, v in zip(csv_steps, csv_values)))
     traj = record(mlp, mlp.parent / "pool.jsonl", tmp_path / "csv", **_mlp_options(mlp, order_csv=tmp_path / "acc.csv"))
     (t,) = traj.transitions
-    change = 0.1 * max(abs(csv_values[0]), abs(csv_values[-1]))
-    want = find_transition(OrderParameter("val_acc", "", change, edge_records=1), csv_steps, csv_values)
-    assert (t.name, t.onset_step, t.midpoint_step) == ("val_acc", want.onset_step, want.midpoint_step)
+    # worked out by hand: the series goes from 0.00055 to 0.99945, so 10% of the way is 0.1004, first held at
+    # step 350 (0.159; step 300 gives 0.076), and 50% is 0.5, reached at step 450 (the sigmoid's centre)
+    assert (t.name, t.onset_step, t.midpoint_step) == ("val_acc", 350, 450)
     np.testing.assert_allclose(traj.order_parameters["val_acc"], 1 / (1 + np.exp(-(np.array(MLP_STEPS) - 450) / 60)))
+
+
+def test_a_csv_transition_outside_the_checkpoints_is_refused(mlp, tmp_path):
+    csv_steps = np.arange(0, 3001, 50)
+    values = 1 / (1 + np.exp(-(csv_steps - 1500) / 60))  # onset ~1400, past the last checkpoint (900)
+    (tmp_path / "late.csv").write_text("step,acc\n" + "".join(f"{s},{v}\n" for s, v in zip(csv_steps, values)))
+    with pytest.raises(ProbekitUsageError, match=r"^--order-csv 'acc': its onset at step 1400 is outside the recorded "
+                                                 r"checkpoints' steps 0\.\.900; record checkpoints that span"):
+        record(mlp, mlp.parent / "pool.jsonl", tmp_path / "late", **_mlp_options(mlp, order_csv=tmp_path / "late.csv"))
 
 
 def test_an_order_parameter_that_never_crosses_is_one_error(mlp, tmp_path, capsys):
@@ -432,3 +441,51 @@ def test_the_documented_example_runs_as_written(tmp_path, monkeypatch, capsys, o
     scope: dict = {}
     exec(api, scope)  # the same recording from Python: up to date, and its selection model loads
     assert scope["traj"].transitions[0].onset_step == 20 and scope["traj"].losses.shape == (31, 1797)
+
+
+def test_an_edited_model_factory_is_a_new_recording_from_any_directory(tmp_path, monkeypatch):
+    """The factory's file is hashed into the recording's key (an edit records again) and kept as an
+    absolute path (the selection model loads from any working directory)."""
+    import torch
+
+    from probekit.eval.store.trajectory import Trajectory
+
+    (tmp_path / "models.py").write_text("import torch\n\ndef build():\n    return torch.nn.Linear(3, 2)\n")
+    (tmp_path / "ckpt").mkdir()
+    torch.manual_seed(0)
+    for step in (0, 10, 20):
+        torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "ckpt" / f"step-{step}.pt")
+    rows = mlp_rows(12, 0)
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.chdir(tmp_path)
+    options = dict(loss="classification", model_factory="models.py:build", input_field=["x1", "x2", "x3"],
+                   target_field="y", id_field="id", onset=10, progress=False)
+    first = record(str(tmp_path / "ckpt"), "pool.jsonl", tmp_path / "run", **options)
+    assert first.manifest["source"]["selection"]["loader"]["factory"] == f"{tmp_path / 'models.py'}:build"
+    (tmp_path / "models.py").write_text("import torch\n\ndef build():  # edited\n    return torch.nn.Linear(3, 2)\n")
+    with pytest.raises(ProbekitUsageError, match=r"already holds a trajectory recorded from other checkpoints or "
+                                                 r"settings; pass --overwrite"):
+        record(str(tmp_path / "ckpt"), "pool.jsonl", tmp_path / "run", **options)
+    monkeypatch.chdir(tmp_path / "ckpt")  # elsewhere: the selection model still loads
+    assert isinstance(Trajectory(tmp_path / "run").model("selection"), torch.nn.Linear)
+
+
+def test_steps_are_read_from_step_words_and_paired_with_paths_in_natural_order(tmp_path):
+    import torch
+
+    from probekit.record.sources import find_checkpoints
+
+    state = torch.nn.Linear(2, 2).state_dict()
+    for name in ("step=0-val_loss=0.70.pt", "step=20-val_loss=0.50.pt", "step=100-val_loss=0.40.pt"):
+        torch.save(state, tmp_path / name)
+    got = find_checkpoints(str(tmp_path / "step=*.pt"), model_factory="x.py:build", loss="classification")
+    assert [(c.step, c.path.name) for c in got] == [(0, "step=0-val_loss=0.70.pt"), (20, "step=20-val_loss=0.50.pt"),
+                                                    (100, "step=100-val_loss=0.40.pt")]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for n in (0, 10, 20, 100, 200):
+        torch.save(state, plain / f"m-{n}.pt")
+    got = find_checkpoints(str(plain / "m-*.pt"), steps=[0, 10, 20, 100, 200], model_factory="x.py:build",
+                           loss="classification")
+    assert [(c.step, c.path.name) for c in got] == [(0, "m-0.pt"), (10, "m-10.pt"), (20, "m-20.pt"), (100, "m-100.pt"),
+                                                    (200, "m-200.pt")]

@@ -157,7 +157,9 @@ class BenchGrid:
         from probekit.eval.bench.user_runs import family_class
 
         run = family_class(self, family)
-        return tuple(d for design in self.designs for d in design.for_family(run, self.preset_of(family)))
+        skip = getattr(run, "unscored", {})  # a user's recording some strategies cannot run on (user_runs)
+        return tuple(d for design in self.designs if design.strategy not in skip
+                     for d in design.for_family(run, self.preset_of(family)))
 
     def design(self, label: str, family: str | None = None) -> Design:
         """The design labelled ``label`` on ``family``. Without a family: on any of the grid's

@@ -73,6 +73,15 @@ class UserTrajectory:
             raise ProbekitUsageError(
                 f"--trajectory {self.path}: it records no transition to score against (no onset); record it again "
                 "with --order-parameter, --order-csv or --onset (docs/record.md).")
+        steps = [c["step"] for c in manifest["config"].get("checkpoints", [])]
+        first = min(t["onset_step"] for t in manifest["transitions"] if t.get("onset_step") is not None)
+        before = sum(1 for s in steps if s < first)  # records before the first onset
+        pilot = default_pilot(manifest) if self.pilot is None else int(self.pilot)
+        if before - pilot < 2:  # no quiet period and hit window left after the pilot: nothing to score
+            raise ProbekitUsageError(
+                f"--trajectory {self.path}: its first onset (step {first}) comes after {before} records; a pilot span of "
+                f"{pilot} records (--pilot) leaves fewer than 2 to score before it. Record checkpoints from earlier "
+                "in the run, or give a smaller --pilot.")
         for null in self.nulls:
             if _manifest(null).get("kind") != "user":
                 raise ProbekitUsageError(f"--null {null}: not a trajectory of probekit record.")
@@ -101,6 +110,21 @@ def _manifest(path: str) -> dict:
 def user_family(grid: Any, family: str) -> UserTrajectory | None:
     """The user trajectory the grid scores as ``family``, or None for a registered family."""
     return next((u for u in getattr(grid, "trajectories", ()) if u.name == family), None)
+
+
+def unscored_designs(grid: Any, family: str) -> dict[str, str]:
+    """The grid's designs that make no design on a user family, and why (none for a reference family)."""
+    if user_family(grid, family) is None:
+        return {}
+    run = family_class(grid, family)
+    made = {d.strategy for d in grid.designs_for(family)}
+    out = {}
+    for d in grid.designs:
+        if d.strategy in made or d.label in out:
+            continue
+        out[d.label] = run.unscored.get(d.strategy) or (
+            "no concern given (--concern NAME=SPEC)" if d.expands_by_concern() else "not applicable here")
+    return out
 
 
 def default_pilot(manifest: dict) -> int:
@@ -139,6 +163,13 @@ def _adapter(user: UserTrajectory) -> type:
     if fields.get("target_field"):
         offered["target_field"] = fields["target_field"]
     pilot = default_pilot(manifest) if user.pilot is None else int(user.pilot)
+    unscored = {}  # strategy -> why it cannot run on this recording (said in the report, not a failed cell)
+    source = manifest.get("source", {}).get("selection", {})
+    if config.get("loss") not in GRADIENT_LOSS:
+        unscored["gradient"] = (f"its loss {config.get('loss')!r} is not one the gradient selector takes "
+                                "(cross_entropy, mse: recorded with --loss classification or regression)")
+    elif source.get("loader", {}).get("kind") == "memory" or source.get("path") is None:
+        unscored["gradient"] = "it was recorded from models in memory: no selection-time model to reload"
 
     def _recorded_elsewhere(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise ProbekitUsageError(f"{user.path} is a user trajectory: it is recorded with probekit record, "
@@ -149,6 +180,7 @@ def _adapter(user: UserTrajectory) -> type:
         "design_fields": offered, "selection_checkpoint": "selection",
         "loss": GRADIENT_LOSS.get(config.get("loss"), config.get("loss")),
         "concerns": {n: list(s) for n, s in user.concerns}, "pilot_records": {USER_PRESET: pilot},
+        "unscored": unscored,
         "order_parameters": _recorded_elsewhere, "total_steps": _recorded_elsewhere,
         "record": _recorded_elsewhere, "build_model": _recorded_elsewhere,
     }

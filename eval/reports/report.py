@@ -50,6 +50,8 @@ def _preset_text(grid: Any) -> str:
 def _user_lines(grid: Any) -> list[str]:
     """The user's own runs of the grid: where each is, its null runs, concerns and pilot span, and what
     its seeds mean (the preset above is the reference families')."""
+    from probekit.eval.bench.user_runs import unscored_designs
+
     if not grid.trajectories:
         return []
     lines = ["", "Your runs (`probekit record` trajectories; on each, the seeds are selection seeds: probe draws "
@@ -58,8 +60,10 @@ def _user_lines(grid: Any) -> list[str]:
         nulls = ", ".join(f"`{n}`" for n in u.nulls) or "none (false alarms from the quiet period alone)"
         concerns = "; ".join(f"{n} = {' + '.join(f'`{x}`' for x in specs)}" for n, specs in u.concerns) or "none"
         pilot = next((d.pilot for d in grid.designs_for(u.name) if d.pilot), None)
+        skipped = "; ".join(f"{label}: {why}" for label, why in unscored_designs(grid, u.name).items())
         lines.append(f"- **{u.name}**: `{u.path}`; null runs: {nulls}; concerns: {concerns}"
-                     + (f"; pilot span: the first {pilot} records" if pilot else ""))
+                     + (f"; pilot span: the first {pilot} records" if pilot else "")
+                     + (f"; not scored here: {skipped}" if skipped else ""))
     return lines
 
 

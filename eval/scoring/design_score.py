@@ -198,6 +198,8 @@ def _signal_cache(traj: Any, spec: SignalSpec) -> Any:
     root, manifest = getattr(traj, "path", None), getattr(traj, "manifest", None)
     if root is None or not isinstance(manifest, dict) or "content_hash" not in manifest:
         return None
+    if manifest.get("kind") == "user":  # the user's own directory: the bench writes nothing beside it
+        return None
     key = json.dumps({"spec": [spec.statistic, spec.window, spec.stride, spec.detrend],
                       "version": SIGNAL_CACHE_VERSION, "trajectory": manifest["content_hash"]}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

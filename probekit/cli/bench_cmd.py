@@ -133,7 +133,8 @@ def _user_runs(args: argparse.Namespace, grid: Any) -> Any:
     concerns = tuple(parse_concern(c) for c in args.concern or ())
     users = tuple(UserTrajectory(str(d), tuple(str(n) for n in args.null or ()), concerns, args.pilot)
                   for d in dict.fromkeys(args.trajectory))
-    seeds = grid.seeds if args.full else tuple(range(10))  # selection seeds: cheap on one run
+    # selection seeds: cheap on one run; beside reference families or under --full, the grid's own
+    seeds = grid.seeds if args.full or args.families else tuple(range(10))
     return dataclasses.replace(grid, trajectories=users, seeds=seeds, families=tuple(args.families or ()))
 
 

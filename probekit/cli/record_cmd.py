@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "directory, or builtin:NAME")
     p.add_argument("--out", required=True, help="the trajectory directory to write (never one of the inputs)")
     p.add_argument("--name", help="the trajectory's name (default: the --out directory's name)")
-    p.add_argument("--steps", type=int, nargs="+", metavar="STEP", help="one step per checkpoint, in path order")
+    p.add_argument("--steps", type=int, nargs="+", metavar="STEP", help="one step per checkpoint, in the paths' natural order (numbers compared as numbers: step20 before step100)")
     p.add_argument("--model-class", metavar="MODULE:NAME",
                    help="class whose from_pretrained loads model directories (default from --loss)")
     p.add_argument("--model-factory", metavar="MODULE:FUNCTION",

@@ -47,8 +47,14 @@ def write(out: Path, name: str, config: dict, key: str, ckpts: list, pool: Any, 
         csv_name, csv_steps, csv_values = read_order_csv(spec.order_csv, spec.order_name)
         series[f"op/{csv_name}"] = on_steps(csv_name, csv_steps, csv_values, steps)
         # read off the CSV's own steps: it may be finer than the checkpoints
-        transitions.append(transition_of(csv_name, f"from {Path(spec.order_csv).name}", csv_steps, csv_values,
-                                         metric=None, option="--order-csv", **common))
+        t = transition_of(csv_name, f"from {Path(spec.order_csv).name}", csv_steps, csv_values,
+                          metric=None, option="--order-csv", **common)
+        for what, step in (("onset", t.onset_step), ("midpoint", t.midpoint_step)):
+            if step is not None and not steps[0] <= step <= steps[-1]:  # scored on the checkpoints: it must be there
+                raise ProbekitUsageError(
+                    f"--order-csv {csv_name!r}: its {what} at step {step} is outside the recorded checkpoints' steps "
+                    f"{steps[0]}..{steps[-1]}; record checkpoints that span the transition.")
+        transitions.append(t)
     for op in ops:
         transitions.append(transition_of(op.name, f"{op.metric} on {op.where}", steps, series[f"op/{op.name}"],
                                          metric=op.metric, option="--order-parameter", **common))

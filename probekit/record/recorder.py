@@ -25,7 +25,7 @@ from probekit.record.batches import Data, Fields, build_data, check_vocab, load_
 from probekit.record.measure import measure_checkpoint
 from probekit.record.order import ACCURACY_LOSSES, OrderSpec, TransitionSpec
 from probekit.record.ranks import Ranks
-from probekit.record.sources import Checkpoint, find_checkpoints, from_models, import_object
+from probekit.record.sources import Checkpoint, code_identity, find_checkpoints, from_models, import_object
 from probekit.record.store import Staging, is_user_trajectory, reusable
 
 __all__ = ["Outcome", "record", "record_run"]
@@ -228,7 +228,8 @@ def _resolve_loss(loss: Any, losses: dict) -> tuple[str, Any, str]:
         fn = import_object(loss, "--loss")
         if not callable(fn):
             raise ProbekitUsageError(f"--loss {loss!r} is not callable; it must be a function (model, batch) -> [b].")
-        return loss, fn, "custom"
+        spec, code = code_identity(loss)  # the file's hash: an edited loss is a new recording
+        return (spec if code is None else f"{spec}#sha256={code[:16]}"), fn, "custom"
     raise ProbekitUsageError(f"--loss must be one of {', '.join(losses)} or MODULE:FUNCTION (a function "
                              f"(model, batch) -> [b] losses); got {loss!r}.")
 

@@ -54,15 +54,17 @@ class Loader:
 
     kind: str
     model_class: str | None = None  # "module:Name" with from_pretrained ("hf")
-    factory: str | None = None  # "module:function" or "path/file.py:function" ("state_dict")
+    factory: str | None = None  # "module:function" or "/abs/path/file.py:function" ("state_dict")
     dtype: str | None = "float32"  # the dtype the weights are loaded in (None: as they are, "memory")
+    code: str | None = None  # sha256 of the file defining the factory or model class: an edit is a new recording
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "model_class": self.model_class, "factory": self.factory, "dtype": self.dtype}
+        return {"kind": self.kind, "model_class": self.model_class, "factory": self.factory, "dtype": self.dtype,
+                "code": self.code}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Loader":
-        return cls(data["kind"], data.get("model_class"), data.get("factory"), data.get("dtype"))
+        return cls(data["kind"], data.get("model_class"), data.get("factory"), data.get("dtype"), data.get("code"))
 
 
 @dataclass
@@ -145,6 +147,32 @@ def hash_state_dict(state: dict) -> str:
 
 
 # -- loading ---------------------------------------------------------------------------------
+def code_identity(spec: str) -> tuple[str, str | None]:
+    """``module:name`` or ``file.py:name`` -> (the spec with the file made absolute, the sha256 of the file
+    that defines it, None when it cannot be found). The file's hash goes into the recording's key, so
+    editing a model factory or loss records again; what that file imports is not hashed."""
+    module_name, sep, attr = str(spec).rpartition(":")
+    if not sep or not module_name:
+        return str(spec), None
+    if module_name.endswith(".py"):
+        file = Path(module_name).expanduser().resolve()
+        spec = f"{file}:{attr}"
+    else:
+        added = os.getcwd() not in sys.path
+        if added:
+            sys.path.append(os.getcwd())
+        try:
+            found = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            found = None
+        finally:
+            if added:
+                sys.path.remove(os.getcwd())
+        file = Path(found.origin) if found is not None and found.origin and found.has_location else None
+    digest = hashlib.sha256(file.read_bytes()).hexdigest() if file is not None and file.is_file() else None
+    return spec, digest
+
+
 def import_object(spec: str, option: str) -> Any:
     """``module:name`` (a module on the path, the working directory included) or ``path/file.py:name``."""
     module_name, sep, attr = str(spec).rpartition(":")
@@ -274,12 +302,26 @@ def _trainer_step(path: Path) -> int:
     return int(_CHECKPOINT_DIR.match(path.name).group(1))
 
 
+#: A number the name says is a step (``step=20``, ``global_step_20``, ``iter-20``, ``checkpoint-20``): it wins
+#: over the name's other numbers (``step=20-val_loss=0.50.pt`` is step 20, not 50).
+_NAMED_STEP = re.compile(r"(?:global_step|step|iter|iteration|checkpoint|ckpt)[=_-]?(\d+)", re.IGNORECASE)
+
+
 def _step_from_name(path: Path) -> int:
-    numbers = re.findall(r"\d+", path.name[: -len(path.suffix)] if path.is_file() and path.suffix else path.name)
+    stem = path.name[: -len(path.suffix)] if path.is_file() and path.suffix else path.name
+    named = _NAMED_STEP.findall(stem)
+    if named:
+        return int(named[-1])
+    numbers = re.findall(r"\d+", stem)
     if not numbers:
         raise ProbekitUsageError(f"cannot read a step from the name {path.name!r} (no number in it); "
                                  "give the steps with --steps.")
     return int(numbers[-1])
+
+
+def _natural(path: Path) -> list:
+    """Sort key: the path's numbers compared as numbers (``step20`` before ``step100``)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
 def find_checkpoints(sources: str | os.PathLike | Sequence[str | os.PathLike], *, steps: Sequence[int] | None = None,
@@ -322,14 +364,16 @@ def find_checkpoints(sources: str | os.PathLike | Sequence[str | os.PathLike], *
         if not model_factory:
             raise ProbekitUsageError("state-dict files need --model-factory MODULE:FUNCTION (a function that builds "
                                      "the model with no arguments).")
-        loader = Loader("state_dict", factory=str(model_factory), dtype=DTYPES[dtype])
+        factory, code = code_identity(str(model_factory))
+        loader = Loader("state_dict", factory=factory, dtype=DTYPES[dtype], code=code)
     else:
         cls = model_class or DEFAULT_MODEL_CLASS.get(loss)
         if cls is None:
             raise ProbekitUsageError(f"a custom --loss {loss!r} with model directories needs --model-class MODULE:NAME "
                                      "(the class whose from_pretrained loads them).")
-        loader = Loader("hf", model_class=str(cls), dtype=DTYPES[dtype])
-    paths = list(dict.fromkeys(p for p, _ in found))
+        model_cls, code = code_identity(str(cls))
+        loader = Loader("hf", model_class=model_cls, dtype=DTYPES[dtype], code=code if model_class else None)
+    paths = sorted(dict.fromkeys(p for p, _ in found), key=_natural)  # --steps pair with them in this order
     if steps is not None:
         if len(steps) != len(paths):
             raise ProbekitUsageError(f"--steps gives {len(steps)} steps for {len(paths)} checkpoints; "
