@@ -181,3 +181,12 @@ def test_designs_a_recording_cannot_run_are_named_in_the_report_not_failed(user_
 
 def test_the_bench_writes_nothing_beside_a_user_trajectory(user_runs):
     assert sorted(p.name for p in user_runs.iterdir()) == ["my-baseline", "my-run"]
+
+
+def test_a_concern_naming_a_missing_column_is_one_line_before_any_work(user_runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["bench", "--trajectory", str(user_runs / "my-run"), "--designs", "random", "concern",
+                 "--concern", "rare=grup=rare", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--concern rare:" in err and "grup" in err, err
+    assert not out.exists()

@@ -82,12 +82,33 @@ class UserTrajectory:
                 f"--trajectory {self.path}: its first onset (step {first}) comes after {before} records; a pilot span of "
                 f"{pilot} records (--pilot) leaves fewer than 2 to score before it. Record checkpoints from earlier "
                 "in the run, or give a smaller --pilot.")
+        self._check_concerns()
         for null in self.nulls:
             if _manifest(null).get("kind") != "user":
                 raise ProbekitUsageError(f"--null {null}: not a trajectory of probekit record.")
             if _manifest(null)["n_pool"] != manifest["n_pool"]:
                 raise ProbekitUsageError(f"--null {null}: its pool has {_manifest(null)['n_pool']} examples, the pool "
                                          f"of {self.path} {manifest['n_pool']}; a null run needs the same pool.")
+
+
+    def _check_concerns(self) -> None:
+        """Each concern's slices parse and name columns of the pool (before any work, not as failed cells)."""
+        if not self.concerns:
+            return
+        from probekit.errors import ProbekitError
+        from probekit.eval.store.trajectory import Trajectory
+        from probekit.selection.slices.parse import parse_slices
+        from probekit.selection.slices.rows import member_rows
+
+        with Trajectory(self.path, verify=False) as traj:
+            pool = traj.pool
+            for name, specs in self.concerns:
+                try:
+                    for spec in parse_slices(list(specs)):
+                        if spec.kind in ("where", "ids"):
+                            member_rows(pool, spec)
+                except ProbekitError as exc:
+                    raise ProbekitUsageError(f"--concern {name}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=256)

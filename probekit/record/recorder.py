@@ -287,6 +287,12 @@ def _check_output(out: Path, data: Any, ckpts: list[Checkpoint] | None, tokenize
     check_replaceable_directory(out, is_user_trajectory, what="probekit user trajectory", overwrite=True)
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ProbekitUsageError(f"--name must be a non-empty string; got {name!r}.")
+    import re
+
+    label = name if name is not None else out.name
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", label):  # it names the bench's family, its cells and files
+        raise ProbekitUsageError(f"the trajectory's name {label!r} (--name, default the --out directory's name) must be "
+                                 "letters, digits, '.', '_' and '-'; give --name.")
 
 
 def _existing(out: Path) -> Any:

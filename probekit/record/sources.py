@@ -98,6 +98,8 @@ class Checkpoint:
             raise
         except Exception as exc:  # noqa: BLE001 - any loader failure is reported the same way
             first = (str(exc).strip().splitlines() or [""])[0]
+            if "Weights only load failed" in first:  # torch's advice to load unsafely does not apply to a bad file
+                first = "not a tensor file torch.load can read safely (weights_only=True); is it truncated or another format?"
             raise ProbekitUsageError(f"checkpoint {self.label} failed to load: {type(exc).__name__}: {first}") from exc
 
 
