@@ -92,7 +92,7 @@ def find_transition(spec: OrderParameter, steps: np.ndarray, values: np.ndarray)
         f"{spec.name}: onset at {ONSET_FRACTION:.0%} and midpoint at {MIDPOINT_FRACTION:.0%} of the way "
         f"from {'the median of the first %d records' % edge if spec.start is None else spec.start} "
         f"to {'the median of the last %d records' % edge if spec.end is None else spec.end}, "
-        f"held for {spec.persist} records; no transition if the change is below {spec.min_change}"
+        f"held for {spec.persist} records; no transition if the change is below {spec.min_change:.4g}"
     )
     if not np.all(np.isfinite(values)) or abs(end - start) < spec.min_change:
         return Transition(spec.name, None, None, start, end, rule)

@@ -269,6 +269,8 @@ def _verdicts(result: Any, rows: Table, tests: dict) -> list[str]:
 
 def _leave_one_family_out(result: Any, rows: Table, tests: dict) -> list[str]:
     families = list(result.grid.families)
+    if len(families) < 2:  # nothing to pick on: no other family
+        return []
     keys = [k for k in rows if k.signal != "scalar"]
     lines = ["", "Leave-one-family-out: the 2RDM configuration (signal, rule, design and size) with the best mean "
              "area under the lead curve on the other families, scored on the held-out one.", ""]
