@@ -25,7 +25,8 @@ from probekit.record.batches import Data, Fields, build_data, check_vocab, load_
 from probekit.record.measure import measure_checkpoint
 from probekit.record.order import ACCURACY_LOSSES, OrderSpec, TransitionSpec
 from probekit.record.ranks import Ranks
-from probekit.record.sources import Checkpoint, code_identity, find_checkpoints, from_models, import_object
+from probekit.record.sources import Checkpoint, find_checkpoints, from_models
+from probekit.record.user_code import code_identity, import_object
 from probekit.record.store import Staging, is_user_trajectory, reusable
 
 __all__ = ["Outcome", "record", "record_run"]

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import importlib
-import importlib.util
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from probekit.errors import ProbekitUsageError
+from probekit.record.user_code import code_identity, import_object
 
 __all__ = ["Checkpoint", "Loader", "find_checkpoints", "from_models", "hash_path", "hash_state_dict",
            "import_object"]
@@ -149,73 +147,6 @@ def hash_state_dict(state: dict) -> str:
 
 
 # -- loading ---------------------------------------------------------------------------------
-def code_identity(spec: str) -> tuple[str, str | None]:
-    """``module:name`` or ``file.py:name`` -> (the spec with the file made absolute, the sha256 of the file
-    that defines it, None when it cannot be found). The file's hash goes into the recording's key, so
-    editing a model factory or loss records again; what that file imports is not hashed."""
-    module_name, sep, attr = str(spec).rpartition(":")
-    if not sep or not module_name:
-        return str(spec), None
-    if module_name.endswith(".py"):
-        file = Path(module_name).expanduser().resolve()
-        spec = f"{file}:{attr}"
-    else:
-        added = os.getcwd() not in sys.path
-        if added:
-            sys.path.append(os.getcwd())
-        try:
-            found = importlib.util.find_spec(module_name)
-        except (ImportError, ValueError):
-            found = None
-        finally:
-            if added:
-                sys.path.remove(os.getcwd())
-        file = Path(found.origin) if found is not None and found.origin and found.has_location else None
-    digest = hashlib.sha256(file.read_bytes()).hexdigest() if file is not None and file.is_file() else None
-    return spec, digest
-
-
-def import_object(spec: str, option: str) -> Any:
-    """``module:name`` (a module on the path, the working directory included) or ``path/file.py:name``."""
-    module_name, sep, attr = str(spec).rpartition(":")
-    if not sep or not module_name or not attr:
-        raise ProbekitUsageError(f"{option} must be MODULE:NAME or FILE.py:NAME; got {spec!r}.")
-    dont_write = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # no __pycache__ beside the user's files
-    try:
-        if module_name.endswith(".py"):
-            file = Path(module_name).expanduser()
-            if not file.is_file():
-                raise ProbekitUsageError(f"{option} {spec!r}: file {file} does not exist.")
-            name = f"probekit_user_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]}"
-            module = sys.modules.get(name)
-            if module is None:
-                loader_spec = importlib.util.spec_from_file_location(name, file)
-                module = importlib.util.module_from_spec(loader_spec)
-                loader_spec.loader.exec_module(module)
-                sys.modules[name] = module
-        else:
-            added = os.getcwd() not in sys.path
-            if added:
-                sys.path.append(os.getcwd())
-            try:
-                module = importlib.import_module(module_name)
-            finally:
-                if added:
-                    sys.path.remove(os.getcwd())
-    except ProbekitUsageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an import that fails for any reason
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ProbekitUsageError(f"{option} {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: "
-                                 f"{first}).") from None
-    finally:
-        sys.dont_write_bytecode = dont_write
-    if not hasattr(module, attr):
-        raise ProbekitUsageError(f"{option} {spec!r}: {module_name!r} has no attribute {attr!r}.")
-    return getattr(module, attr)
-
-
 def torch_dtype(name: str | None) -> Any:
     import torch
 
