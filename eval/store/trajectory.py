@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 
 from probekit.errors import ProbekitError
 from probekit.eval.families.base import Recording, Transition
+from probekit.eval.store.manifest import _files, _jsonable, _manifest_hash, _sha256, _versions
 
 __all__ = [
     "FORMAT_VERSION",
@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_CHUNK = 1 << 20
 
 
 class TrajectoryCorruptError(ProbekitError):
@@ -88,60 +87,11 @@ def config_hash(name: str, run_version: int, config: Any, order_parameters: Any 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (np.ndarray, tuple)):
-        return list(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _files(root: Path) -> list[str]:
-    """Every file under ``root`` except the manifest, as sorted posix paths."""
-    return sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != "manifest.json"
-    )
-
-
-def _manifest_hash(manifest: dict) -> str:
-    """sha256 of the manifest's canonical JSON without its own ``content_hash``.
-
-    The manifest holds every file's sha256, so this one hash covers the data
-    and everything said about it (config, seed, transitions, checkpoints).
-    """
-    body = {k: v for k, v in manifest.items() if k != "content_hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=_jsonable).encode()).hexdigest()
-
-
 _REQUIRED = {
     "name": str, "preset": str, "run_version": int, "seed": int, "config": dict, "config_hash": str,
     "versions": dict, "n_records": int, "n_pool": int, "transitions": list, "checkpoints": dict,
     "info": dict, "wall_seconds": (int, float), "files": dict, "content_hash": str,
 }
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    from probekit import __version__
-
-    return {
-        "probekit": __version__,
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "torch": torch.__version__,
-    }
 
 
 def write_trajectory(

@@ -20,8 +20,8 @@ import numpy as np
 
 from probekit.atomic import atomic_file
 from probekit.errors import ProbekitError, ProbekitUsageError
-from probekit.eval.store.trajectory import (FORMAT_VERSION, _files, _jsonable, _manifest_hash, _sha256,
-                                            _versions)
+from probekit.eval.store.manifest import _files, _jsonable, _manifest_hash, _sha256, _versions
+from probekit.eval.store.trajectory import FORMAT_VERSION
 
 __all__ = ["CheckpointGoneError", "Staging", "is_user_trajectory", "load_user_model", "write_user_trajectory"]
 
