@@ -150,6 +150,10 @@ def main() -> None:
         print(f"record vs bare loop, loading excluded: {rec_rest / med['bare_rest']:.3f}x "
               f"({100 * (rec_rest / med['bare_rest'] - 1):+.1f}%, target <= +10%)")
         print(f"record vs bare loop, loading included: {med['rec_wall'] / (med['bare_load'] + med['bare_rest']):.3f}x")
+        paired = sorted((w - ld) / b for w, ld, b in zip(times["rec_wall"], times["rec_load"], times["bare_rest"]))
+        # each repeat's record beside the bare loop run just before it: the spread says how much is noise
+        print(f"paired per repeat, loading excluded: {', '.join(f'{r:.3f}' for r in paired)} "
+              f"(median {statistics.median(paired):.3f}x)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
