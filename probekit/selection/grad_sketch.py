@@ -6,7 +6,9 @@ between gradients survive the projection in expectation (Johnson-Lindenstrauss),
 so geometric selectors (k-center, k-means++) can run on [N, dim] sketches
 instead of [N, P] gradients.
 
-Two methods:
+Three methods (``factorized``, for models of millions of parameters, has its own module,
+``probekit.selection.factorized_sketch``: every layer's gradient projected from the layer's inputs and
+output gradients, at about the cost of one backward pass, never formed):
 
 ``projection`` (all of the chosen parameters). A batch of per-sample gradients
     comes from one ``torch.func.vmap(torch.func.grad(...))`` over
@@ -71,8 +73,9 @@ _PARAMS = {
     "dim": Interval(int, 1, None),
     "seed": Interval(int, 0, None),  # SeedSequence takes non-negative entropy
     "batch_size": Interval(int, 1, None),
-    "method": Options("projection", "badge"),
+    "method": Options("projection", "badge", "factorized"),
     "layer": AnyOf(None, str),
+    "factor_dim": Interval(int, 1, None),
 }
 
 
@@ -327,6 +330,7 @@ def gradient_sketches(
     method: str = "projection",
     params: Sequence[str] | None = None,
     layer: str | None = None,
+    factor_dim: int = 32,
 ) -> np.ndarray:
     """[N, dim] float32 random projections of the per-sample loss gradients at the model's weights.
 
@@ -336,10 +340,12 @@ def gradient_sketches(
     (``projection``; default all with requires_grad), ``layer`` the nn.Linear to
     factorise (``badge``; default the last). ``batch_size`` bounds memory and does
     not change the result beyond float rounding. See the module doc for the bound.
+    ``factorized`` (``probekit.selection.factorized_sketch``) projects each layer's gradient through
+    [rows, ``factor_dim``] x [cols, ``factor_dim``] factors, never forming it.
     """
     owner = "gradient_sketches"
     validate(owner, dict(model=model, dim=dim, seed=seed, batch_size=batch_size, method=method,
-                         layer=layer), _PARAMS)
+                         layer=layer, factor_dim=factor_dim), _PARAMS)
     _check_loss_fn(owner, loss_fn)
     args = _as_args(owner, inputs)
     n = args[0].shape[0]
@@ -349,10 +355,10 @@ def gradient_sketches(
             f"The 'params' parameter of {owner} applies to method='projection'; "
             "method='badge' sketches one linear layer, named with 'layer'."
         )
-    if method == "projection" and layer is not None:
+    if method != "badge" and layer is not None:
         raise ProbekitUsageError(
             f"The 'layer' parameter of {owner} applies to method='badge'; "
-            "method='projection' takes 'params'."
+            f"method={method!r} takes 'params'."
         )
     fixed = _state(model)
     out = np.empty((n, dim), dtype=np.float32)
@@ -367,6 +373,11 @@ def gradient_sketches(
                              targets[lo:hi], a, b, owner, check=lo == 0)
             out[lo:hi] = s.detach().to("cpu", torch.float32).numpy()
         return out
+    if method == "factorized":
+        from probekit.selection.factorized_sketch import sketch_pool
+
+        return sketch_pool(model, args, targets, loss_fn, fixed, out, dim=dim, seed=seed, batch_size=batch_size,
+                           params=params, factor_dim=factor_dim)
     chosen = choose_parameters(owner, model, params)
     theta = {k: fixed[k] for k, _ in chosen}
     project = _Projector(chosen, dim, seed)
@@ -386,3 +397,4 @@ def gradient_sketches(
             out[lo:hi] = project(grads).to("cpu", torch.float32).numpy()
         del grads
     return out
+
