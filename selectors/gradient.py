@@ -4,9 +4,13 @@ A probe set watches the per-sample losses, and a loss moves by its gradient
 times the update: probes with aligned gradients move together, and carry one
 signal. So this strategy spreads the probes over gradient space at a
 checkpoint. Each example's loss gradient is sketched to ``sketch_dim`` numbers
-(``probekit.selection.grad_sketch``: a seeded Gaussian projection of the per-sample
-gradients from ``torch.func`` grad + vmap, or BADGE's factorised last-layer
-gradient), then ordered on the sketches by
+(``probekit.selection.grad_sketch``): ``projection``, a seeded Gaussian projection of
+the per-sample gradients from ``torch.func`` grad + vmap; ``factorized``, every
+layer's gradient projected from its inputs and output gradients, never formed, at
+about the cost of one backward pass (``probekit.selection.factorized_sketch``);
+``badge``, the last linear layer only. ``auto`` (the default) takes ``factorized``
+above ``AUTO_FACTORIZED`` trainable parameters and ``projection`` below. The
+sketches are then ordered by
 
 - ``kcenter``: greedy farthest-first, each probe the example farthest from the
   probes already taken (the 2-approximation of k-center). Distances to the
@@ -24,12 +28,19 @@ uniform draw (``random``).
 The checkpoint. ``model`` is a torch module taking the pool's inputs (the
 ``input_field`` column, or the automatic embedding: ``resolve_embedder`` with
 ``text_field`` / ``embedding_field``) and ``loss`` its per-sample loss. With
-``model=None`` (what the CLI uses) the checkpoint is a small MLP, input ->
-``hidden`` -> tanh -> classes, freshly initialised from the seed, on the
-standardised embedding: *gradients at initialisation*. There,
+``model=None`` (what the CLI uses, unless it names a ``checkpoint``) the checkpoint
+is a small MLP, input -> ``hidden`` -> tanh -> classes, freshly initialised from
+the seed, on the standardised embedding: *gradients at initialisation*. There,
 dloss/dlogits = softmax - onehot is near 1/C - onehot, so the sketches mix the
 label with the hidden features and the ordering covers classes and input
 regions. Keep a user model in ``eval()`` mode (``probekit.selection.grad_sketch``).
+
+A causal LM checkpoint. ``checkpoint`` names a transformers model directory (a
+Trainer ``checkpoint-N`` folder; the CLI's ``--param checkpoint=DIR``): its
+``AutoModelForCausalLM`` reads the ``text_field`` column (default ``text``),
+tokenized by ``tokenizer`` (default: the one saved in the checkpoint or the folder
+above it), and each example's loss is its mean next-token cross-entropy over its
+real tokens (``probekit.selection.causal_lm``). ``target_field`` is then unused.
 
 Targets: integer labels >= 0 are class indices as they are; other labels
 (strings, booleans, negative integers) are numbered in sorted order. ``mse``
@@ -42,6 +53,7 @@ torch model does, a lambda ``loss`` does not (use a module-level function).
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
@@ -82,6 +94,11 @@ def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 _LOSSES: dict[str, Callable] = {"cross_entropy": _cross_entropy, "mse": _mse}
+
+# method="auto": the factorized sketch above this many trainable parameters. Below it the dense projection
+# (exact Gaussian JL spread) costs under ~1 ms per example on one core; above it the dense projection
+# grows as P x dim per example while the factorized one stays near one backward pass (docs/gradients.md).
+AUTO_FACTORIZED = 1_000_000
 
 
 # -- orderings on the sketches -----------------------------------------------------
@@ -179,11 +196,16 @@ class GradientSelector(Selector):
         "embedding_field": AnyOf(None, str),
         "target_field": str,
         "sketch_dim": Interval(int, 1, 65536),
-        "method": Options("projection", "badge"),
+        "method": Options("auto", "factorized", "projection", "badge"),
+        "factor_dim": Interval(int, 1, 4096),
         "ordering": Options("kcenter", "kmeans++"),
         "start": Options("norm", "random"),
         "batch_size": Interval(int, 1, None),
         "hidden": Interval(int, 1, 65536),
+        "checkpoint": AnyOf(None, str, os.PathLike),
+        "tokenizer": AnyOf(None, str, os.PathLike),
+        "max_length": AnyOf(None, Interval(int, 2, None)),  # 2: one token has no next token to predict
+        "device": str,
     }
 
     def __init__(
@@ -196,11 +218,16 @@ class GradientSelector(Selector):
         embedding_field: str | None = None,
         target_field: str = "label",
         sketch_dim: int = 256,  # JL: distances kept to ~1/sqrt(256) = 6% relative noise
-        method: str = "projection",
+        method: str = "auto",  # factorized above AUTO_FACTORIZED sketched parameters, else projection
         ordering: str = "kcenter",
         start: str = "norm",
         batch_size: int = 256,  # per-sample gradients held at once: batch_size x P floats
         hidden: int = 64,  # default model width: ~65 * (d + C) parameters, sketched in ms
+        factor_dim: int = 32,  # factorized: each layer's gradient projected to factor_dim x factor_dim first
+        checkpoint: Any = None,  # a transformers causal LM directory (Trainer checkpoint-N); reads text_field
+        tokenizer: Any = None,  # with checkpoint; None: the one saved in the checkpoint, else the folder above
+        max_length: int | None = None,  # tokens kept per text; None: the tokenizer's limit, <= model positions
+        device: str = "cpu",  # where a checkpoint's model runs, e.g. 'cuda:0'
     ) -> None:
         self.model = model
         self.loss = loss
@@ -214,9 +241,19 @@ class GradientSelector(Selector):
         self.start = start
         self.batch_size = batch_size
         self.hidden = hidden
+        self.factor_dim = factor_dim
+        self.checkpoint = checkpoint
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.device = device
 
     def _check_params(self, pool: "Pool") -> None:
         owner = type(self).__name__
+        if self.checkpoint is not None:  # a causal LM checkpoint: its own inputs and targets
+            from probekit.selection.causal_lm import check_params
+
+            check_params(owner, self.get_params(), pool)
+            return
         self._require_columns(pool, "target_field", "input_field")
         if self.input_field is not None and (self.text_field or self.embedding_field) is not None:
             raise ProbekitUsageError(
@@ -295,28 +332,41 @@ class GradientSelector(Selector):
     # -- the strategy --------------------------------------------------------------------
     def _rank(self, pool: "Pool", n: int, seed: int) -> Ranking:
         loss = _LOSSES[self.loss] if isinstance(self.loss, str) else self.loss
-        x, source = self._inputs(pool)
-        y, n_out = self._targets(pool)
-        if self.model is None:
-            if not torch.is_floating_point(y):
-                # The default model only needs distinct classes, not their codes: renumber
-                # them 0..C-1, so an id-like label (100000) does not build a 100001-way head.
-                codes, dense = np.unique(y.numpy(), return_inverse=True)
-                y, n_out = torch.from_numpy(dense.reshape(-1).astype(np.int64)), max(2, len(codes))
-            x = x.to(torch.float32).reshape(len(pool), -1)
-            std = x.std(0)
-            x = (x - x.mean(0)) / torch.where(std > 0, std, torch.ones(()))  # init assumes unit scale
-            model = default_model(x.shape[1], self.hidden, n_out, seed)
-            checkpoint = f"default-init MLP({x.shape[1]}-{self.hidden}-{n_out}), seed {seed}"
+        extra: dict = {}  # what the provenance says beyond the common facts
+        if self.checkpoint is not None:  # a causal LM on the tokenized text: probekit.selection.causal_lm
+            from probekit.selection.causal_lm import load_causal_lm, sequence_loss
+
+            lm = load_causal_lm(type(self).__name__, self.get_params(), pool)
+            model, x, y, loss, extra = lm.model, lm.inputs, lm.labels, sequence_loss, lm.info
+            checkpoint, source = extra["checkpoint"], f"column {extra['text_field']!r}, tokenized"
         else:
-            model, checkpoint = self.model, type(self.model).__name__
-            first = next(iter(model.parameters()), None)
-            if first is not None:
-                x = x.to(first.device) if not x.is_floating_point() else x.to(first.device, first.dtype)
-                y = y.to(first.device) if not y.is_floating_point() else y.to(first.device, first.dtype)
-        with stage(f"gradient sketches: {len(pool)} examples, {self.method}, dim {self.sketch_dim}", logger=log):
+            x, source = self._inputs(pool)
+            y, n_out = self._targets(pool)
+            if self.model is None:
+                if not torch.is_floating_point(y):
+                    # The default model only needs distinct classes, not their codes: renumber
+                    # them 0..C-1, so an id-like label (100000) does not build a 100001-way head.
+                    codes, dense = np.unique(y.numpy(), return_inverse=True)
+                    y, n_out = torch.from_numpy(dense.reshape(-1).astype(np.int64)), max(2, len(codes))
+                x = x.to(torch.float32).reshape(len(pool), -1)
+                std = x.std(0)
+                x = (x - x.mean(0)) / torch.where(std > 0, std, torch.ones(()))  # init assumes unit scale
+                model = default_model(x.shape[1], self.hidden, n_out, seed)
+                checkpoint = f"default-init MLP({x.shape[1]}-{self.hidden}-{n_out}), seed {seed}"
+            else:
+                model, checkpoint = self.model, type(self.model).__name__
+                first = next(iter(model.parameters()), None)
+                if first is not None:
+                    x = x.to(first.device) if not x.is_floating_point() else x.to(first.device, first.dtype)
+                    y = y.to(first.device) if not y.is_floating_point() else y.to(first.device, first.dtype)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        method = self.method
+        if method == "auto":  # docs/gradients.md: the measured costs behind the threshold
+            method = "factorized" if trainable > AUTO_FACTORIZED else "projection"
+        with stage(f"gradient sketches: {len(pool)} examples, {method}, dim {self.sketch_dim}", logger=log):
             sketches = gradient_sketches(model, x, y, loss, dim=self.sketch_dim, seed=seed,
-                                         batch_size=self.batch_size, method=self.method)
+                                         batch_size=self.batch_size, method=method,
+                                         **({"factor_dim": self.factor_dim} if method == "factorized" else {}))
         rng = np.random.default_rng([seed, 2])  # its own stream: not the projection's
         if self.start == "norm":
             start = int(np.argmax(np.einsum("ij,ij->i", sketches, sketches, dtype=np.float64)))
@@ -327,14 +377,15 @@ class GradientSelector(Selector):
         else:
             order, scores = kmeans_pp(sketches, n, start, rng)
         n_params = sum(p.numel() for p in model.parameters())
-        if self.method == "badge":
+        if method == "badge":
             head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
             sketched = head.weight.numel() + (0 if head.bias is None else head.bias.numel())
         else:
-            sketched = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        info = {"sketch": self.method, "sketch_dim": self.sketch_dim, "n_params": n_params,
+            sketched = trainable
+        info = {"sketch": method, **({"factor_dim": self.factor_dim} if method == "factorized" else {}),
+                "sketch_dim": self.sketch_dim, "n_params": n_params,
                 "n_sketched": sketched, "checkpoint": checkpoint, "inputs": source,
-                "ordering": self.ordering}
+                "ordering": self.ordering, **extra}
         return Ranking(indices=order, scores=scores, info=info)
 
     @classmethod

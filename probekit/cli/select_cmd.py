@@ -11,6 +11,7 @@ examples:
   probekit select --strategy cluster --n 512                # built-in pool (scikit-learn digits)
   probekit select --strategy random --n 64 --param stratify=label --param mode=balanced
   probekit select --strategy cluster --n 256 --data prompts.jsonl --text-field prompt --id-field uid
+  probekit select --strategy gradient --n 64 --data pool.jsonl --text-field text --param checkpoint=out/checkpoint-500
   probekit select --strategy concern --n 128 --data builtin:toy-text --slice "bias:group,label,pairs=pair_id" --slice "rare:topic,below=0.05"
   probekit select --strategy concern --n 64 --data builtin:toy-text --slice topic=astronomy --param background=0.25
   probekit select --strategy mixture --n 200 --data builtin:toy-text --param components=cluster:0.75,random:0.25

@@ -56,9 +56,10 @@ def _has_tokenizer(directory: Path) -> bool:
     return directory.is_dir() and any((directory / f).is_file() for f in TOKENIZER_FILES)
 
 
-def load_tokenizer(tokenizer: Any, candidates: Sequence[Path]) -> tuple[Any, str]:
+def load_tokenizer(tokenizer: Any, candidates: Sequence[Path], option: str = "--tokenizer PATH") -> tuple[Any, str]:
     """A tokenizer object (and a description of it): the one given (object or path), else the first of
-    ``candidates`` (the first checkpoint, the Trainer output above it) that holds tokenizer files."""
+    ``candidates`` (the first checkpoint, the Trainer output above it) that holds tokenizer files.
+    ``option`` is how the caller's user names a tokenizer, PATH standing for the path (the messages say it)."""
     if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         return tokenizer, f"{type(tokenizer).__name__} object"
     if tokenizer is None:
@@ -66,22 +67,25 @@ def load_tokenizer(tokenizer: Any, candidates: Sequence[Path]) -> tuple[Any, str
         if found is None:
             where = ", ".join(str(c) for c in candidates if c is not None) or "no checkpoint directory"
             raise ProbekitUsageError(f"the pool must be tokenized, but there are no tokenizer files in {where}; "
-                                     "give --tokenizer PATH.")
+                                     f"give {option}.")
         tokenizer = found
     path = Path(tokenizer).expanduser()
     if not path.exists():
-        raise ProbekitUsageError(f"--tokenizer {path} does not exist.")
+        raise ProbekitUsageError(f"{option.replace('PATH', str(path))} does not exist.")
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True), str(path.resolve())
     except Exception as exc:  # noqa: BLE001 - any tokenizer failure, in one line
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise ProbekitUsageError(f"--tokenizer {path} failed to load: {type(exc).__name__}: {first}") from None
+        raise ProbekitUsageError(f"{option.replace('PATH', str(path))} failed to load: {type(exc).__name__}: "
+                                 f"{first}") from None
 
 
-def check_vocab(model: Any, vocab: int | None, label: str, tokenizer_desc: str | None) -> None:
-    """A tokenizer with more tokens than the model's embedding has rows: the wrong tokenizer."""
+def check_vocab(model: Any, vocab: int | None, label: str, tokenizer_desc: str | None,
+                option: str = "--tokenizer PATH") -> None:
+    """A tokenizer with more tokens than the model's embedding has rows: the wrong tokenizer (``option``: as in
+    :func:`load_tokenizer`)."""
     if vocab is None or not hasattr(model, "get_input_embeddings"):
         return
     emb = model.get_input_embeddings()
@@ -89,7 +93,7 @@ def check_vocab(model: Any, vocab: int | None, label: str, tokenizer_desc: str |
     if rows is not None and vocab > rows:
         raise ProbekitUsageError(
             f"tokenizer mismatch: the tokenizer ({tokenizer_desc}) has {vocab} tokens but checkpoint {label} embeds "
-            f"{rows}; give the run's own tokenizer with --tokenizer.")
+            f"{rows}; give the run's own tokenizer with {option}.")
 
 
 def _column(pool: Any, name: str, option: str, where: str) -> np.ndarray:
