@@ -62,6 +62,32 @@ def save_run(root: Path, *, tokenizer_in_checkpoint=True, vocab_size=64) -> Path
     return ckpt
 
 
+def test_cli_factorized_on_a_checkpoint(run, tmp_path):
+    """``--param method=factorized``: the sketches are the true per-sequence gradients (per-example backward on the
+    unpadded sequence) times the factorized matrix, and the CLI picks what the API picks from them."""
+    from probekit.selection.causal_lm import CausalLMForSketch
+    from probekit.selection.factorized_sketch import factorized_projection_matrix
+
+    ckpt, pool = run
+    out = tmp_path / "probes.parquet"
+    assert _select(ckpt, ckpt.parents[1] / "pool.jsonl", out, "method=factorized", "factor_dim=8") == 0
+    ps = ProbeSet.load(out)
+    assert ps.provenance.info["sketch"] == "factorized" and ps.provenance.info["factor_dim"] == 8
+    model = reference_model(ckpt)
+    wrapped = CausalLMForSketch(model)
+    matrix = factorized_projection_matrix(wrapped, dim=DIM, seed=0, factor_dim=8)
+    params = dict(wrapped.named_parameters())
+    rows = []
+    for text in texts():
+        grads = torch.autograd.grad(own_loss(model, token_ids(text)), list(params.values()), allow_unused=True)
+        rows.append(sum(g.reshape(-1) @ matrix[k] for k, g in zip(params, grads) if g is not None))
+    ref = torch.stack(rows).detach().numpy()
+    from probekit.selectors.gradient import farthest_first
+
+    start = int(np.argmax((ref.astype(np.float64) ** 2).sum(1)))
+    assert list(ps.ids) == [pool.ids[i] for i in farthest_first(ref, 8, start)[0]]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm")

@@ -308,6 +308,19 @@ def test_provenance_and_scores(pool):
     assert badge["sketch"] == "badge" and badge["n_sketched"] == 2 * 16 + 2
 
 
+def test_auto_method_by_size(pool, monkeypatch):
+    """``method="auto"``: the dense projection up to AUTO_FACTORIZED trainable parameters, factorized above."""
+    import probekit.selectors.gradient as gradient
+
+    small = GradientSelector(sketch_dim=32, hidden=16).select(pool, 6, seed=1)
+    assert small.provenance.info["sketch"] == "projection"  # 306 parameters
+    monkeypatch.setattr(gradient, "AUTO_FACTORIZED", 305)
+    big = GradientSelector(sketch_dim=32, hidden=16, factor_dim=4).select(pool, 6, seed=1).provenance.info
+    assert big["sketch"] == "factorized" and big["factor_dim"] == 4 and big["n_sketched"] == 306
+    forced = GradientSelector(sketch_dim=32, hidden=16, method="factorized").select(pool, 6, seed=1).provenance.info
+    assert forced["sketch"] == "factorized" and forced["factor_dim"] == 32
+
+
 class TokenClassifier(nn.Module):
     """A user model on integer token inputs."""
 
