@@ -35,8 +35,8 @@ def lm_loss(logits, labels):
 
 
 def loop_gradients(model, inputs, targets, loss_fn) -> dict[str, torch.Tensor]:
-    """name -> [N, *shape]: one example at a time, its loss alone."""
-    params = dict(model.named_parameters())
+    """name -> [N, *shape] of the trainable parameters: one example at a time, its loss alone."""
+    params = {k: p for k, p in model.named_parameters() if p.requires_grad}
     out = {k: [] for k in params}
     for i in range(len(targets)):
         args = tuple(a[i:i + 1] for a in inputs)
@@ -111,6 +111,21 @@ class SharedWeight(nn.Module):
         return self.b(torch.tanh(self.a(x)) + F.linear(x, self.a.weight))
 
 
+class FreeWeights(nn.Module):
+    """A free matrix used as ``x @ w`` (a stand-in [B, 8, 8] would batch it wrongly: the check sends it to the
+    vmap path), one used through F.linear (a stand-in fails there), a frozen weight with a trainable bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(0.3 * torch.randn(8, 8))
+        self.v = nn.Parameter(0.3 * torch.randn(8, 8))
+        self.head = nn.Linear(8, 3)
+        self.head.weight.requires_grad_(False)
+
+    def forward(self, x):
+        return self.head(torch.tanh(F.linear(torch.tanh(x @ self.w), self.v)))
+
+
 class LM(nn.Module):
     def __init__(self, model):
         super().__init__()
@@ -156,13 +171,16 @@ def case(name):
         return Encoder(batch_first=name == "attention"), (tokens,), torch.randint(0, 3, (9,), generator=g), ce
     if name == "shared weight":
         return SharedWeight(), (torch.randn(9, 8, generator=g),), torch.randint(0, 3, (9,), generator=g), ce
+    if name == "free weights":
+        return FreeWeights(), (torch.randn(9, 8, generator=g),), torch.randint(0, 3, (9,), generator=g), ce
     if name == "gpt2":
         inputs, labels = ragged_lm_batch()
         return tiny_gpt2(), inputs, labels, lm_loss
     raise KeyError(name)
 
 
-CASES = ["mlp", "sequence mlp", "embedding", "attention", "attention, sequence first", "shared weight", "gpt2"]
+CASES = ["mlp", "sequence mlp", "embedding", "attention", "attention, sequence first", "shared weight", "free weights",
+         "gpt2"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -174,7 +192,7 @@ def test_sketch_is_the_true_gradients_times_its_matrix(name, factor_dim):
                                  method="factorized", factor_dim=factor_dim)
     matrix = factorized_projection_matrix(model, dim=32, seed=3, factor_dim=factor_dim,
                                           batch=(tuple(a[:4] for a in inputs), targets[:4], loss_fn))
-    assert set(matrix) == {k for k, _ in model.named_parameters()}
+    assert set(matrix) == {k for k, p in model.named_parameters() if p.requires_grad}
     ref = dense_projection(loop_gradients(model, inputs, targets, loss_fn), matrix)
     assert np.abs(ref).max() > 0
     np.testing.assert_allclose(sketches, ref, rtol=0, atol=2e-5 * np.abs(ref).max())

@@ -36,6 +36,7 @@ matrices, of that example's true gradient (``torch.autograd.grad`` of its loss a
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -218,19 +219,23 @@ class FactorizedSketcher:
         try:
             with torch.enable_grad():
                 try:
-                    outputs = functional_call(self.model, leaves, args) if leaves else self.model(*args)
-                except RuntimeError:
+                    with warnings.catch_warnings():  # what the user's code says of a stand-in's shape is moot
+                        if check and leaves:
+                            warnings.simplefilter("ignore")
+                        outputs = functional_call(self.model, leaves, args) if leaves else self.model(*args)
+                    losses = loss_fn(outputs, targets)
+                    if check:
+                        check_per_sample_losses(self.owner, losses, n)
+                except Exception:  # noqa: BLE001 - retried without stand-ins, where a real error surfaces
                     if not (check and leaves):
                         raise
                     outputs = None  # a stand-in does not broadcast: those parameters take the dense path
                 if outputs is not None:
-                    losses = loss_fn(outputs, targets)
-                    if check:
-                        check_per_sample_losses(self.owner, losses, n)
                     outs = [c[5] for c in calls]
                     live = [i for i, o in enumerate(outs) if o.requires_grad]
                     wrt = [outs[i] for i in live] + list(leaves.values())
-                    grads = torch.autograd.grad(losses.sum(), wrt, allow_unused=True, retain_graph=check)
+                    grads = torch.autograd.grad(losses.sum(), wrt, allow_unused=True, retain_graph=check) \
+                        if wrt else []
         finally:
             for h in hooked:
                 h.remove()
