@@ -190,3 +190,31 @@ def test_a_concern_naming_a_missing_column_is_one_line_before_any_work(user_runs
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--concern rare:" in err and "grup" in err, err
     assert not out.exists()
+
+
+def test_gradient_design_on_a_causal_lm_recording(tmp_path, capsys, one_torch_thread):
+    """A causal LM recorded from a Trainer output: the gradient design selects on the selection checkpoint's
+    directory (``GradientSelector(checkpoint=...)``), with the recorded tokenizer."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from record_runs import lm_run
+
+    from probekit.cli.common import load_pool
+    from probekit.selectors.gradient import GradientSelector
+
+    run = lm_run(tmp_path / "lm", steps=tuple(range(0, 120, 4)))
+    traj, out = tmp_path / "traj", tmp_path / "out"
+    assert main(["record", "--checkpoints", str(run), "--data", str(tmp_path / "lm" / "pool.jsonl"), "--id-field",
+                 "uid", "--text-field", "text", "--onset", "80", "--midpoint", "96", "--out", str(traj)]) == 0
+    assert main(["bench", "--trajectory", str(traj), "--designs", "random", "gradient", "--sizes", "4",
+                 "--seeds", "2", "--jobs", "1", "--out-dir", str(out)]) == 0, capsys.readouterr().err
+    data = json.loads((out / "results.json").read_text())
+    cells = [c for c in data["cells"] if c["design"] == "gradient"]
+    assert cells and all(c["error"] is None for c in cells)
+    assert "not scored here" not in (out / "report.md").read_text()
+    ranking = next(r for r in data["rankings"] if r["design"] == "gradient")["runs"]["traj/1"]
+    pool = load_pool(str(tmp_path / "lm" / "pool.jsonl"), "uid")
+    expected = GradientSelector(checkpoint=str(run / "checkpoint-0"), text_field="text").select(pool, 4, seed=1)
+    assert ranking[:4] == list(expected.ids)

@@ -37,6 +37,7 @@ __all__ = ["UserTrajectory", "family_class", "open_user_runs", "user_family"]
 USER_PRESET = "user"
 #: Loss kinds of ``probekit record`` -> the gradient selector's per-sample loss (None: it has none).
 GRADIENT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
+CAUSAL_LM_CLASS = "transformers:AutoModelForCausalLM"
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -186,11 +187,16 @@ def _adapter(user: UserTrajectory) -> type:
     pilot = default_pilot(manifest) if user.pilot is None else int(user.pilot)
     unscored = {}  # strategy -> why it cannot run on this recording (said in the report, not a failed cell)
     source = manifest.get("source", {}).get("selection", {})
-    if config.get("loss") not in GRADIENT_LOSS:
-        unscored["gradient"] = (f"its loss {config.get('loss')!r} is not one the gradient selector takes "
-                                "(cross_entropy, mse: recorded with --loss classification or regression)")
-    elif source.get("loader", {}).get("kind") == "memory" or source.get("path") is None:
+    loader = source.get("loader", {})
+    # a causal LM recorded from a transformers directory: the gradient selector reads it as checkpoint=DIR
+    causal = config.get("loss") == "causal_lm" and loader.get("kind") == "hf" \
+        and loader.get("model_class") in (None, CAUSAL_LM_CLASS) and fields.get("text_field")
+    if loader.get("kind") == "memory" or source.get("path") is None:
         unscored["gradient"] = "it was recorded from models in memory: no selection-time model to reload"
+    elif config.get("loss") not in GRADIENT_LOSS and not causal:
+        unscored["gradient"] = (f"its loss {config.get('loss')!r} is not one the gradient selector takes "
+                                "(causal_lm on a transformers AutoModelForCausalLM directory; classification, "
+                                "regression)")
 
     def _recorded_elsewhere(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise ProbekitUsageError(f"{user.path} is a user trajectory: it is recorded with probekit record, "
@@ -205,7 +211,32 @@ def _adapter(user: UserTrajectory) -> type:
         "order_parameters": _recorded_elsewhere, "total_steps": _recorded_elsewhere,
         "record": _recorded_elsewhere, "build_model": _recorded_elsewhere,
     }
+    if causal and "gradient" not in unscored:
+        attrs["design_context"] = _causal_lm_context(config)
     return type(f"UserRun[{user.name}]", (ReferenceRun,), attrs)
+
+
+def _causal_lm_context(config: dict) -> Any:
+    """design_context for a causal LM recording: the selection checkpoint's directory (hash checked), the
+    recorded tokenizer and max_length, for ``GradientSelector(checkpoint=...)``; no torch model or loss."""
+    from probekit.eval.families.base import ReferenceRun
+
+    tokenizer, max_length = config.get("tokenizer"), config.get("max_length")
+
+    def design_context(self: Any, traj: Any, pilot: int = 0) -> dict:
+        from probekit.record.store import checkpoint_source
+
+        context = ReferenceRun.design_context(self, traj, pilot)
+        context.pop("model", None)
+        context.pop("loss", None)
+        context["checkpoint"] = lambda: str(checkpoint_source(traj, "selection")[0])
+        if tokenizer and Path(tokenizer).exists():  # else the one beside the checkpoint, as recording found it
+            context["tokenizer"] = lambda: str(tokenizer)
+        if max_length:
+            context["max_length"] = lambda: int(max_length)
+        return context
+
+    return design_context
 
 
 class SeededTrajectory:

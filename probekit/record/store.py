@@ -101,7 +101,16 @@ def write_user_trajectory(directory: Path, *, name: str, config: dict, key: str,
 
 def load_user_model(trajectory: Any, checkpoint: str) -> Any:
     """The model of a user trajectory's checkpoint, loaded from where it was recorded, in eval mode."""
-    from probekit.record.sources import Loader, hash_path, load_model
+    from probekit.record.sources import Loader, load_model
+
+    path, source = checkpoint_source(trajectory, checkpoint)
+    return load_model(path, Loader.from_dict(source["loader"])).eval()
+
+
+def checkpoint_source(trajectory: Any, checkpoint: str) -> tuple[Path, dict]:
+    """(path, recorded source) of a user trajectory's checkpoint: still there and unchanged (its content hash
+    is the one recorded), else a CheckpointGoneError saying which."""
+    from probekit.record.sources import hash_path
 
     if checkpoint not in trajectory.checkpoints:
         raise KeyError(f"no checkpoint {checkpoint!r}; this trajectory has {', '.join(sorted(trajectory.checkpoints))}")
@@ -116,7 +125,7 @@ def load_user_model(trajectory: Any, checkpoint: str) -> Any:
     if digest != source["sha256"]:
         raise CheckpointGoneError(f"checkpoint {checkpoint!r} (step {source['step']}) at {path} has changed since it "
                                   f"was recorded (sha256 {digest[:12]}, recorded {source['sha256'][:12]}).")
-    return load_model(path, Loader.from_dict(source["loader"])).eval()
+    return path, source
 
 
 class Staging:
