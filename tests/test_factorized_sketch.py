@@ -100,6 +100,23 @@ class Encoder(nn.Module):
         return self.head((h * keep).sum(1) / keep.sum(1))
 
 
+class CausalAttention(nn.Module):
+    """nn.MultiheadAttention called directly: a causal boolean mask, the attention weights returned (need_weights
+    by default) and used."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(30, 16)
+        self.mha = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, tokens):
+        h = self.emb(tokens)
+        causal = torch.ones(h.shape[1], h.shape[1], dtype=torch.bool).triu(1)
+        out, weights = self.mha(h, h, h, attn_mask=causal)
+        return self.head(out.mean(1)) + weights.std(dim=(1, 2))[:, None]
+
+
 class SharedWeight(nn.Module):
     """A weight also used outside its layer's forward: the hooks do not see all of its gradient."""
 
@@ -169,6 +186,8 @@ def case(name):
         tokens = torch.randint(1, 30, (9, 7), generator=g)
         tokens[::2, 5:] = 0  # padded keys
         return Encoder(batch_first=name == "attention"), (tokens,), torch.randint(0, 3, (9,), generator=g), ce
+    if name == "causal attention":
+        return CausalAttention(), (torch.randint(0, 30, (9, 6), generator=g),), torch.randint(0, 3, (9,), generator=g), ce
     if name == "shared weight":
         return SharedWeight(), (torch.randn(9, 8, generator=g),), torch.randint(0, 3, (9,), generator=g), ce
     if name == "free weights":
@@ -179,8 +198,8 @@ def case(name):
     raise KeyError(name)
 
 
-CASES = ["mlp", "sequence mlp", "embedding", "attention", "attention, sequence first", "shared weight", "free weights",
-         "gpt2"]
+CASES = ["mlp", "sequence mlp", "embedding", "attention", "attention, sequence first", "causal attention",
+         "shared weight", "free weights", "gpt2"]
 
 
 @pytest.mark.parametrize("name", CASES)

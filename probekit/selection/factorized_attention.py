@@ -37,11 +37,12 @@ def _additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | N
     return mask.to(dtype)
 
 
-def _mask(attn_mask, key_padding_mask, is_causal: bool, b: int, h: int, length: int, dtype) -> torch.Tensor | None:
+def _mask(attn_mask, key_padding_mask, is_causal: bool, b: int, h: int, length: int, dtype,
+          device) -> torch.Tensor | None:
     """[B or 1, H or 1, L, L] additive mask, or None."""
     mask = _additive(attn_mask, dtype)
     if mask is None and is_causal:
-        mask = torch.full((length, length), float("-inf"), dtype=dtype).triu(1)
+        mask = torch.full((length, length), float("-inf"), dtype=dtype, device=device).triu(1)
     if mask is not None:
         mask = mask.reshape(b, h, length, length) if mask.ndim == 3 else mask.reshape(1, 1, length, length)
     pad = _additive(key_padding_mask, dtype)
@@ -67,7 +68,7 @@ def exposed(module: torch.nn.MultiheadAttention, record: Callable[[str, torch.Te
         h = module.num_heads
         qkv = record("in", x, F.linear(x, module.in_proj_weight, module.in_proj_bias))  # [B, L, 3E]
         q, k, v = qkv.reshape(b, length, 3, h, e // h).permute(2, 0, 3, 1, 4)  # each [B, H, L, E / H]
-        mask = _mask(attn_mask, key_padding_mask, is_causal, b, h, length, q.dtype)
+        mask = _mask(attn_mask, key_padding_mask, is_causal, b, h, length, q.dtype, q.device)
         if need_weights:
             scores = q @ k.transpose(-1, -2) / math.sqrt(e // h)
             weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
