@@ -38,6 +38,7 @@ Target (issue): factorized <= 1.5 x the floor at one thread, on every model.
     python benchmarks/bench_gradients.py            # ~13 minutes on 2 shared cores
     python benchmarks/bench_gradients.py --quick    # 2k / 64 (GPT-2) examples, loop on 100 / 8: ~6 minutes
     python benchmarks/bench_gradients.py --no-memory --repeats 5   # timings only, more repeats
+    python benchmarks/bench_gradients.py --no-memory --models mlp transformer   # the small models only
 """
 from __future__ import annotations
 
@@ -298,6 +299,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2k examples (64 on GPT-2), loop on 100 (8)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats, median reported (default 3)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--models", nargs="+", choices=("mlp", "transformer", "gpt2"),
+                        default=("mlp", "transformer", "gpt2"), help="which models to time (default all)")
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "METHOD", "BATCH", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -313,7 +316,7 @@ def main() -> None:
     print(f"{'model':<23} {'P':>8} {'thr':>3} {'floor':>7} {'fact.':>7} {'proj.':>8} {'loop':>8} {'fact/floor':>10} "
           f"{'proj/fact':>9} {'loop/fact':>9} {'loop bwd':>8} {'fact.diff':>9} {'proj.diff':>9}")
     notes = []
-    for which, size in (("mlp", n), ("transformer", n), ("gpt2", n_gpt)):
+    for which, size in ((w, n_gpt if w == "gpt2" else n) for w in args.models):
         t_model = time.perf_counter()
         c = build(which, size, args.quick)
         p = sum(q.numel() for q in c.model.parameters() if q.requires_grad)

@@ -287,7 +287,8 @@ class FactorizedSketcher:
         width = g.shape[-1]
         g = g.reshape(n, -1, width)  # [B, T, out]; T = 1 for one vector per example
         if b is not None:
-            vecs[b] = g.sum(1) if b not in vecs else vecs[b] + g.sum(1)
+            total = g[:, 0] if g.shape[1] == 1 else g.sum(1)  # one position: a view, no reduction
+            vecs[b] = total if b not in vecs else vecs[b] + total
         if w is None:
             return
         if kind == "layernorm":
