@@ -52,6 +52,7 @@ torch model does, a lambda ``loss`` does not (use a module-level function).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
@@ -206,6 +207,7 @@ class GradientSelector(Selector):
         "tokenizer": AnyOf(None, str, os.PathLike),
         "max_length": AnyOf(None, Interval(int, 2, None)),  # 2: one token has no next token to predict
         "device": str,
+        "autocast": Options("none", "bf16", "fp16"),
     }
 
     def __init__(
@@ -228,6 +230,7 @@ class GradientSelector(Selector):
         tokenizer: Any = None,  # with checkpoint; None: the one saved in the checkpoint, else the folder above
         max_length: int | None = None,  # tokens kept per text; None: the tokenizer's limit, <= model positions
         device: str = "cpu",  # where a checkpoint's model runs, e.g. 'cuda:0'
+        autocast: str = "none",  # the forward and backward under torch.autocast to bf16 / fp16; sketches in float32
     ) -> None:
         self.model = model
         self.loss = loss
@@ -246,6 +249,7 @@ class GradientSelector(Selector):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.device = device
+        self.autocast = autocast
 
     def _check_params(self, pool: "Pool") -> None:
         owner = type(self).__name__
@@ -363,7 +367,11 @@ class GradientSelector(Selector):
         method = self.method
         if method == "auto":  # docs/gradients.md: the measured costs behind the threshold
             method = "factorized" if trainable > AUTO_FACTORIZED else "projection"
-        with stage(f"gradient sketches: {len(pool)} examples, {method}, dim {self.sketch_dim}", logger=log):
+        first = next(iter(model.parameters()), None)
+        device_type = first.device.type if first is not None else "cpu"
+        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.autocast)
+        cast = torch.autocast(device_type, dtype=half) if half is not None else contextlib.nullcontext()
+        with stage(f"gradient sketches: {len(pool)} examples, {method}, dim {self.sketch_dim}", logger=log), cast:
             sketches = gradient_sketches(model, x, y, loss, dim=self.sketch_dim, seed=seed,
                                          batch_size=self.batch_size, method=method,
                                          **({"factor_dim": self.factor_dim} if method == "factorized" else {}))
@@ -383,6 +391,7 @@ class GradientSelector(Selector):
         else:
             sketched = trainable
         info = {"sketch": method, **({"factor_dim": self.factor_dim} if method == "factorized" else {}),
+                **({"autocast": self.autocast} if half is not None else {}),
                 "sketch_dim": self.sketch_dim, "n_params": n_params,
                 "n_sketched": sketched, "checkpoint": checkpoint, "inputs": source,
                 "ordering": self.ordering, **extra}

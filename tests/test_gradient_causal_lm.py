@@ -88,6 +88,17 @@ def test_cli_factorized_on_a_checkpoint(run, tmp_path):
     assert list(ps.ids) == [pool.ids[i] for i in farthest_first(ref, 8, start)[0]]
 
 
+def test_cli_bf16_autocast_on_a_checkpoint(run, tmp_path):
+    """``--param autocast=bf16``: the forward and backward in bf16 on the CPU; the provenance says so."""
+    ckpt, pool = run
+    out = tmp_path / "probes.parquet"
+    assert _select(ckpt, ckpt.parents[1] / "pool.jsonl", out, "method=factorized", "autocast=bf16") == 0
+    info = ProbeSet.load(out).provenance.info
+    assert info["sketch"] == "factorized" and info["autocast"] == "bf16" and len(ProbeSet.load(out)) == 8
+    with pytest.raises(ProbekitUsageError, match="autocast"):
+        GradientSelector(checkpoint=str(ckpt), autocast="int8").select(pool, 2)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm")
