@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probekit.selection.factorized_sketch import factorized_projection_matrix
+from probekit.selection.factorized_pool import factorized_projection_matrix
 from probekit.selection.grad_sketch import _Projector, gradient_sketches, projection_matrix
 
 DIM, FACTOR_DIM, N_CHECK = 256, 32, 8

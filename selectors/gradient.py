@@ -258,6 +258,12 @@ class GradientSelector(Selector):
 
             check_params(owner, self.get_params(), pool)
             return
+        given = [k for k, v in (("tokenizer", self.tokenizer), ("max_length", self.max_length),
+                                ("device", None if self.device == "cpu" else self.device)) if v is not None]
+        if given:  # they describe how a checkpoint is loaded and read: silently unused otherwise
+            raise ProbekitUsageError(f"The {given[0]!r} parameter of {owner} applies with checkpoint=DIR (a causal LM "
+                                     "directory); a model given as 'model' runs on its own device, and the default "
+                                     "model on the CPU.")
         self._require_columns(pool, "target_field", "input_field")
         if self.input_field is not None and (self.text_field or self.embedding_field) is not None:
             raise ProbekitUsageError(

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from probekit.errors import ProbekitUsageError
-from probekit.selection.factorized_sketch import factorized_projection_matrix
+from probekit.selection.factorized_pool import factorized_projection_matrix
 from probekit.selection.grad_sketch import gradient_sketches, projection_matrix
 from probekit.selectors.gradient import farthest_first
 
@@ -202,6 +202,28 @@ CASES = ["mlp", "sequence mlp", "embedding", "attention", "attention, sequence f
          "shared weight", "free weights", "gpt2"]
 
 
+# what the first batch's check leaves to stand-ins and to the vmap path, per case: everything else is factorized
+FALLBACK = {
+    "embedding": ({"scale"}, set()),
+    "attention": ({"pos"}, set()),
+    "attention, sequence first": ({"pos"}, {f"enc.layers.{i}.{m}.{p}" for i in (0, 1) for m in
+                                            ("linear1", "linear2", "norm1", "norm2") for p in ("weight", "bias")}),
+    "shared weight": (set(), {"a.weight"}),
+    "free weights": (set(), {"w", "v"}),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_check_takes_what_it_should(name):
+    from probekit.selection.factorized_sketch import FactorizedSketcher
+
+    model, inputs, targets, loss_fn = case(name)
+    model.eval()
+    sketcher = FactorizedSketcher(model, dim=16, seed=0, factor_dim=4)
+    sketcher.prepare(inputs, targets, loss_fn)
+    assert (set(sketcher.standins), set(sketcher.dense)) == FALLBACK.get(name, (set(), set()))
+
+
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("factor_dim", [4, 64])  # 4: both sides projected; 64: sides kept as they are
 def test_sketch_is_the_true_gradients_times_its_matrix(name, factor_dim):
@@ -341,3 +363,115 @@ def test_bad_parameters_are_one_line():
         gradient_sketches(model, inputs, targets, loss_fn, method="factorized", layer="0")
     with pytest.raises(ProbekitUsageError, match="per-sample losses"):
         gradient_sketches(model, inputs, targets, lambda o, t: ce(o, t).mean(), method="factorized")
+
+
+class PaddedBag(nn.Module):
+    """Pad tokens reach the loss (no masking in the forward): only padding_idx keeps their row's gradient at zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(20, 12, padding_idx=0), nn.Linear(12, 3)
+
+    def forward(self, tokens):
+        return self.head(torch.tanh(self.emb(tokens)).mean(1))
+
+
+class Routed(nn.Module):
+    """An expert layer applied to the rows whose first input is positive: data-dependent routing."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.expert, self.head = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        routed = x[:, 0] > 0
+        return self.head(h.index_put((routed,), torch.tanh(self.expert(h[routed]))))
+
+
+class Odd(nn.Module):
+    """A keyword call, a two-dimensional layer norm and a [1, d] row shared by the batch, squeezed."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.q, self.head = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+        self.norm = nn.LayerNorm((2, 4))
+        self.query = nn.Parameter(torch.randn(1, 8))
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(input=x))
+        h = self.norm(h.reshape(-1, 2, 4)).reshape(-1, 8)
+        return self.head(h + self.q(self.query).squeeze(0))
+
+
+def mixed_matrix(model, factorized_names, dim, seed, factor_dim):
+    """The factorized blocks for ``factorized_names``, the dense path's for every other trainable tensor."""
+    fact = factorized_projection_matrix(model, dim=dim, seed=seed, factor_dim=factor_dim)
+    dense = projection_matrix(model, dim=dim, seed=seed)
+    return {k: fact[k] if k in factorized_names else dense[k] for k in dense}
+
+
+def test_padding_idx_rows_get_no_gradient():
+    torch.manual_seed(0)
+    model = PaddedBag().eval()
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 20, (10, 7), generator=g)
+    tokens[:, 4:] = 0  # pad tokens feed the loss
+    y = torch.randint(0, 3, (10,), generator=g)
+    sketches = gradient_sketches(model, tokens, y, ce, dim=32, batch_size=4, method="factorized", factor_dim=4)
+    ref = dense_projection(loop_gradients(model, (tokens,), y, ce),
+                           factorized_projection_matrix(model, dim=32, factor_dim=4))
+    np.testing.assert_allclose(sketches, ref, rtol=0, atol=2e-5 * np.abs(ref).max())
+
+
+def test_routing_that_changes_after_the_check_is_not_sketched_wrong():
+    """The check's three rows all go to the expert; a later batch's do not. The pool starts again with the expert
+    dense, and there, as for method="projection", routing by data is refused in one line, not sketched wrong."""
+    torch.manual_seed(0)
+    model = Routed().eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(12, 6, generator=g)
+    x[[0, 2, 4], 0] = x[[0, 2, 4], 0].abs() + 0.1  # the first batch's first, middle and last rows: routed
+    y = torch.randint(0, 3, (12,), generator=g)
+    with pytest.raises(ProbekitUsageError, match="could not compute per-sample gradients under torch.func.vmap"):
+        gradient_sketches(model, x, y, ce, dim=32, batch_size=5, method="factorized", factor_dim=4)
+
+
+def test_keyword_calls_two_dimensional_norms_and_shared_rows():
+    from probekit.selection.factorized_sketch import FactorizedSketcher
+
+    torch.manual_seed(0)
+    model = Odd().eval()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(10, 6, generator=g), torch.randint(0, 3, (10,), generator=g)
+    sketches = gradient_sketches(model, x, y, ce, dim=32, batch_size=4, method="factorized", factor_dim=4)
+    sketcher = FactorizedSketcher(model, dim=32, seed=0, factor_dim=4)
+    sketcher.prepare((x[:4],), y[:4], ce)
+    factorized = set(sketcher.plan.matrices) | set(sketcher.plan.vectors)
+    assert {"inp.weight", "inp.bias", "head.weight"} <= factorized  # the keyword call is seen
+    ref = dense_projection(loop_gradients(model, (x,), y, ce), mixed_matrix(model, factorized, 32, 0, 4))
+    np.testing.assert_allclose(sketches, ref, rtol=0, atol=2e-5 * np.abs(ref).max())
+
+
+def test_a_mismatched_written_out_attention_is_not_used_again(monkeypatch):
+    """Forced: the written-out attention disagrees with torch's. The check sends its weights dense, and later
+    batches run torch's own forward, so every other layer is sketched on the user's model."""
+    import probekit.selection.factorized_attention as fa
+
+    real = fa._mask
+    monkeypatch.setattr(fa, "_mask", lambda *a: None)  # the causal mask forgotten: not torch's attention
+    model, inputs, targets, loss_fn = case("causal attention")
+    model.eval()
+    sketches = gradient_sketches(model, inputs, targets, loss_fn, dim=32, batch_size=4, method="factorized",
+                                 factor_dim=4)
+    monkeypatch.setattr(fa, "_mask", real)
+    mha = {"mha.in_proj_weight", "mha.in_proj_bias", "mha.out_proj.weight", "mha.out_proj.bias"}
+    names = {k for k, _ in model.named_parameters()} - mha
+    ref = dense_projection(loop_gradients(model, inputs, targets, loss_fn), mixed_matrix(model, names, 32, 0, 4))
+    np.testing.assert_allclose(sketches, ref, rtol=0, atol=2e-5 * np.abs(ref).max())
+
+
+def test_train_mode_is_refused():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.1), nn.Linear(8, 2)).train()
+    with pytest.raises(ProbekitUsageError, match=r"eval mode: 1 \(Dropout\) is in train mode; call model.eval"):
+        gradient_sketches(model, torch.randn(3, 4), torch.tensor([0, 1, 0]), ce, method="factorized")

@@ -66,7 +66,7 @@ def test_cli_factorized_on_a_checkpoint(run, tmp_path):
     """``--param method=factorized``: the sketches are the true per-sequence gradients (per-example backward on the
     unpadded sequence) times the factorized matrix, and the CLI picks what the API picks from them."""
     from probekit.selection.causal_lm import CausalLMForSketch
-    from probekit.selection.factorized_sketch import factorized_projection_matrix
+    from probekit.selection.factorized_pool import factorized_projection_matrix
 
     ckpt, pool = run
     out = tmp_path / "probes.parquet"

@@ -308,6 +308,12 @@ def test_provenance_and_scores(pool):
     assert badge["sketch"] == "badge" and badge["n_sketched"] == 2 * 16 + 2
 
 
+def test_checkpoint_parameters_without_a_checkpoint_are_refused(pool):
+    for params in ({"device": "cuda:7"}, {"tokenizer": "/nonexistent"}, {"max_length": 8}):
+        with pytest.raises(ProbekitUsageError, match=f"'{next(iter(params))}' parameter .* applies with checkpoint"):
+            GradientSelector(sketch_dim=8, hidden=4, **params).select(pool, 2)
+
+
 def test_auto_method_by_size(pool, monkeypatch):
     """``method="auto"``: the dense projection up to AUTO_FACTORIZED trainable parameters, factorized above."""
     import probekit.selectors.gradient as gradient

@@ -4,13 +4,15 @@ torch's attention applies its fused input projection (``in_proj_weight``, [3E, E
 projection (``out_proj``) inside ``F.multi_head_attention_forward``: no module is called, so no
 hook sees their inputs or outputs. While a sketch runs, :func:`exposed` stands in for the module's
 forward and computes the same self-attention (the packed q = k = v case, ``batch_first`` or not,
-``attn_mask`` / ``key_padding_mask`` / ``is_causal`` as torch reads them, eval mode) in three
+``attn_mask`` / ``key_padding_mask``, and ``is_causal`` as torch's grad-mode forward reads it: a hint
+that replaces the mask only without a key padding mask and without weights; eval mode) in three
 steps: ``F.linear`` with the input projection, scaled dot-product attention per head, ``F.linear``
 with the output projection. ``record(which, x, y)`` is told each linear map's input and output,
 and may return a stand-in for the output. Anything else (cross-attention, separate q/k/v
 weights, ``add_bias_kv``, ``add_zero_attn``, dropout in train mode) runs torch's own forward, so
 those weights stay unseen and the first batch's check sends them to the dense path. On the check
-batch the result is compared with torch's own forward, and a mismatch also falls back.
+batch the result is compared with torch's own forward (with grad on, as the sketch runs), and a mismatch
+also falls back: the module then runs torch's forward for the rest of the pool.
 """
 from __future__ import annotations
 
@@ -61,8 +63,13 @@ def exposed(module: torch.nn.MultiheadAttention, record: Callable[[str, torch.Te
                 average_attn_weights=True, is_causal=False):
         kwargs = dict(key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
                       average_attn_weights=average_attn_weights, is_causal=is_causal)
-        if not (query is key and key is value) or (module.training and module.dropout > 0) or query.ndim != 3:
+        if not (query is key and key is value) or (module.training and module.dropout > 0) or query.ndim != 3 \
+                or (is_causal and attn_mask is None):  # torch refuses the last: let it say so
             return own(module, query, key, value, **kwargs)
+        if is_causal and key_padding_mask is None and not need_weights:
+            attn_mask = torch.ones(query.shape[1 if module.batch_first else 0], query.shape[1 if module.batch_first
+                                   else 0], dtype=torch.bool, device=query.device).triu(1)  # torch: the hint wins
+        is_causal = False  # otherwise torch applies attn_mask as given and ignores the hint
         x = query if module.batch_first else query.transpose(0, 1)  # [B, L, E]
         b, length, e = x.shape
         h = module.num_heads
@@ -79,11 +86,11 @@ def exposed(module: torch.nn.MultiheadAttention, record: Callable[[str, torch.Te
         o = o.transpose(1, 2).reshape(b, length, e)
         out = record("out", o, F.linear(o, module.out_proj.weight, module.out_proj.bias))
         out = out if module.batch_first else out.transpose(0, 1)
-        if check:
-            with torch.no_grad():
-                ref = own(module, query, key, value, **kwargs)
+        if check:  # against torch's forward with grad on (its no-grad fast path may differ): the one differentiated
+            ref = own(module, query, key, value, **kwargs)[0].detach()
             tol = 1e-4 if out.dtype in (torch.float32, torch.float64) else 2e-2
-            if not torch.allclose(out.detach(), ref[0], rtol=tol, atol=tol * float(ref[0].abs().max() + 1e-12)):
+            scale = float(torch.nan_to_num(ref, nan=0.0, posinf=0.0, neginf=0.0).abs().max()) + 1e-12
+            if not torch.allclose(out.detach(), ref, rtol=tol, atol=tol * scale, equal_nan=True):
                 failed()  # not torch's result: the dense path takes these weights
                 return own(module, query, key, value, **kwargs)
         return out, weights

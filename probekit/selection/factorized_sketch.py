@@ -43,13 +43,24 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.func import functional_call
 
+from probekit.errors import ProbekitUsageError
 from probekit.selection.factorized_attention import exposed, handles
 from probekit.selection.factorized_matrices import LayerProjection, matrix_projection, vector_projection
 from probekit.torch_params import check_per_sample_losses, choose_parameters
 
-__all__ = ["FactorizedSketcher", "factorized_projection_matrix", "supported_layers"]
+__all__ = ["FactorizedSketcher", "PlanChanged", "supported_layers"]
 
 log = logging.getLogger(__name__)
+
+class PlanChanged(Exception):
+    """A batch in which layers the first batch's check saw whole do not fit (their dim 0 is not the batch's):
+    ``sketch_pool`` sends them to the dense path and starts the pool again, so every example is sketched by
+    one map."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__(", ".join(sorted(names)))
+        self.names = set(names)
+
 
 STANDIN_BYTES = 64 * 2**20  # a stand-in's dense projection block, numel x dim floats, at most this
 CHECK_TOL = {torch.float64: 1e-6, torch.float32: 2e-3}  # relative, per parameter; anything else 5e-2
@@ -71,7 +82,7 @@ def _kind(module: torch.nn.Module) -> str | None:
     if isinstance(module, torch.nn.Embedding) and not module.scale_grad_by_freq and not module.sparse \
             and module.max_norm is None:  # max_norm renormalises rows in place; frequency scaling couples examples
         return "embedding"
-    if isinstance(module, torch.nn.LayerNorm) and module.elementwise_affine:
+    if isinstance(module, torch.nn.LayerNorm) and module.elementwise_affine and len(module.normalized_shape) == 1:
         return "layernorm"
     return None
 
@@ -100,6 +111,13 @@ class FactorizedSketcher:
     def __init__(self, model: torch.nn.Module, *, dim: int, seed: int, factor_dim: int,
                  params: Sequence[str] | None = None, owner: str = "gradient_sketches") -> None:
         self.model, self.dim, self.seed, self.k, self.owner = model, dim, seed, factor_dim, owner
+        noisy = [k for k, m in model.named_modules() if m.training and (
+            (isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0)
+            or isinstance(m, torch.nn.modules.batchnorm._BatchNorm))]
+        if noisy:  # dropout draws differ per pass; batch norm couples the examples and writes its buffers
+            kind = type(model.get_submodule(noisy[0])).__name__
+            raise ProbekitUsageError(f"{owner} needs the model in eval mode: {noisy[0]} ({kind}) is in train mode; "
+                                     "call model.eval() first.")
         self.chosen = choose_parameters(owner, model, params)
         self.device = self.chosen[0][1].device
         self.names = {id(p): k for k, p in model.named_parameters()}  # a tied weight: its first name
@@ -112,6 +130,8 @@ class FactorizedSketcher:
         self.standins = [k for k, p in rest if p.numel() * dim * 4 <= STANDIN_BYTES]
         self.dense = [k for k, p in rest if k not in self.standins]  # vmap per-sample gradients
         self._r: dict[str, torch.Tensor] = {}
+        self.shared: set[int] = set()  # modules whose one row the check saw shared by the batch
+        self._no_expand = False
         self.checked = False
 
     # -- the plan: which layers, which matrices ---------------------------------------
@@ -140,7 +160,7 @@ class FactorizedSketcher:
                 plan.vectors.setdefault(bname, self._vector(bname, bias.numel()))
             plan.hooks.append((module, kind, w, bname))
         for _, module in self.model.named_modules():
-            if not handles(module):
+            if not handles(module) or "forward" in vars(module):  # a user's own forward on the instance: kept
                 continue
             names = {}
             for which, (w, b) in {"in": (module.in_proj_weight, module.in_proj_bias),
@@ -166,6 +186,9 @@ class FactorizedSketcher:
         self.plan.hooks = [h for h in self.plan.hooks if h[2] is not None or h[3] is not None]
         self.plan.attention = [(m, {k: tuple(None if v in names else v for v in wb) for k, wb in nm.items()})
                                for m, nm in self.plan.attention]
+        # a written-out attention none of whose weights is still sketched here runs torch's own forward again
+        self.plan.attention = [(m, nm) for m, nm in self.plan.attention
+                               if any(v is not None for wb in nm.values() for v in wb)]
         self.dense = [k for k, _ in self.chosen if k in names or k in self.dense]
 
     # -- one batch ---------------------------------------------------------------------
@@ -184,18 +207,24 @@ class FactorizedSketcher:
         calls: list[tuple[str, str | None, str | None, torch.nn.Module, torch.Tensor, torch.Tensor]] = []
         bad: set[str] = set()
 
+        expanded: set[str] = set()  # names of the layers whose one shared row was expanded in this pass
+
         def hook_for(kind: str, w: str | None, b: str | None):
-            def hook(module, inputs, output):
-                x = inputs[0] if inputs else None
-                if isinstance(output, torch.Tensor) and x is not None and output.ndim == x.ndim + (kind == "embedding") \
-                        and output.shape[0] == x.shape[0] == 1 < n:
+            def hook(module, args_, kwargs, output):
+                x = args_[0] if args_ else next((v for v in kwargs.values() if isinstance(v, torch.Tensor)), None)
+                ret = None
+                row = isinstance(output, torch.Tensor) and x is not None and output.ndim == x.ndim + (kind == "embedding") \
+                    and output.shape[0] == x.shape[0] == 1  # one row (a batch of one, or shared by the batch)
+                if row and n > 1 and (id(module) in self.shared or (check and not self._no_expand)):
                     # one row shared by the batch (GPT-2's position embedding of [1, T] positions): autograd
                     # would sum its gradient over the examples; a [B, ...] view keeps them apart
                     x, output = x.expand(n, *x.shape[1:]), output.expand(n, *output.shape[1:])
                     ret = output
-                else:
-                    ret = None
-                if not isinstance(output, torch.Tensor) or x is None or output.shape[0] != n or x.shape[0] != n:
+                    if check:
+                        self.shared.add(id(module))
+                        expanded.update(v for v in (w, b) if v is not None)
+                if not isinstance(output, torch.Tensor) or x is None or output.shape[0] != n or x.shape[0] != n \
+                        or (id(module) in self.shared and not row):
                     bad.update(v for v in (w, b) if v is not None)  # not batch-first: the dense path takes it
                     return None
                 calls.append((kind, w, b, module, x.detach(), output))
@@ -213,7 +242,7 @@ class FactorizedSketcher:
         for module, names in self.plan.attention:
             both = {v for wb in names.values() for v in wb if v is not None}
             module.forward = exposed(module, recorder(names), check, lambda both=both: bad.update(both))
-        hooked = [m.register_forward_hook(hook_for(kind, w, b)) for m, kind, w, b in self.plan.hooks]
+        hooked = [m.register_forward_hook(hook_for(kind, w, b), with_kwargs=True) for m, kind, w, b in self.plan.hooks]
         named = dict(self.chosen)
         leaves = {k: named[k].detach().expand(n, *named[k].shape).requires_grad_(True) for k in self.standins}
         try:
@@ -226,10 +255,10 @@ class FactorizedSketcher:
                     losses = loss_fn(outputs, targets)
                     if check:
                         check_per_sample_losses(self.owner, losses, n)
-                except Exception:  # noqa: BLE001 - retried without stand-ins, where a real error surfaces
-                    if not (check and leaves):
+                except Exception:  # noqa: BLE001 - retried without stand-ins and expansions: a real error surfaces
+                    if not (check and (leaves or expanded)):
                         raise
-                    outputs = None  # a stand-in does not broadcast: those parameters take the dense path
+                    outputs = None  # a stand-in or an expanded row does not fit: the dense path takes them
                 if outputs is not None:
                     outs = [c[5] for c in calls]
                     live = [i for i, o in enumerate(outs) if o.requires_grad]
@@ -242,8 +271,12 @@ class FactorizedSketcher:
             for module, _ in self.plan.attention:
                 del module.forward  # torch's own forward again
         if outputs is None:
-            self.dense, self.standins = self.dense + self.standins, []
+            self.shared.clear()
+            self._no_expand = True
+            self.drop(expanded | set(self.standins))
             return self.sketch(args, targets, loss_fn, check=check)
+        if bad and not check:  # a layer the check saw whole does not fit this batch (data-dependent routing)
+            raise PlanChanged(bad)
         with torch.autocast(self.device.type, enabled=False):  # the projections in float32, whatever the forward
             got = dict(zip(live, grads[:len(live)]))
             per_sample = {k: torch.zeros((n, *named[k].shape), device=self.device) if g is None else g
@@ -272,6 +305,16 @@ class FactorizedSketcher:
         self._check(args, targets, loss_fn, losses, out, bad, per_sample)
         keep = set(self.plan.matrices) | set(self.plan.vectors) | set(self.standins)
         return {k: v for k, v in out.items() if k in keep}
+
+    def report_dense(self) -> None:
+        """A log line naming the parameters the dense (vmap) path sketches: they cost P x dim per example."""
+        if self.dense:
+            named = dict(self.chosen)
+            count = sum(named[k].numel() for k in self.dense)
+            log.warning("factorized sketch: %d parameter tensor(s), %s of %s parameters, are not seen whole by the "
+                        "layer hooks and go to the dense projection (P x dim per example): %s", len(self.dense),
+                        f"{count:,}", f"{sum(p.numel() for _, p in self.chosen):,}", ", ".join(self.dense[:8])
+                        + (" ..." if len(self.dense) > 8 else ""))
 
     def _dense_block(self, name: str) -> torch.Tensor:
         """The dense path's [numel, dim] block for a stand-in, drawn once."""
@@ -348,70 +391,6 @@ class FactorizedSketcher:
                     if float((mine - g).norm()) > tol * max(float(g.norm()), 1e-6 * float(mine.norm()), 1e-30):
                         wrong.add(name)
         if wrong:
-            log.info("factorized sketch: %d parameter(s) not seen whole by the layer hooks go to the dense "
-                     "projection: %s", len(wrong), ", ".join(sorted(wrong)))
             self.drop(wrong)
+        self.report_dense()
         self.checked = True
-
-
-def factorized_projection_matrix(model: torch.nn.Module, *, dim: int = 256, seed: int = 0, factor_dim: int = 32,
-                                 params: Sequence[str] | None = None, batch: tuple | None = None
-                                 ) -> dict[str, torch.Tensor]:
-    """The matrix ``method="factorized"`` projects by, whole: name -> [numel, dim], rows in the order of
-    ``param.reshape(-1)``; the dense path's blocks (``projection_matrix``) for parameters no handled
-    layer holds. ``batch=(inputs, targets, loss_fn)``: first run the first batch's check on it, so that
-    the parameters it sends to the dense path get their dense blocks, as ``gradient_sketches`` does.
-    ``numel x dim`` floats per parameter: for tests and small models."""
-    from probekit.selection.grad_sketch import projection_matrix
-
-    s = FactorizedSketcher(model, dim=dim, seed=seed, factor_dim=factor_dim, params=params,
-                           owner="factorized_projection_matrix")
-    if batch is not None:
-        inputs, targets, loss_fn = batch
-        s.prepare(inputs if isinstance(inputs, tuple) else (inputs,), targets, loss_fn)
-    out: dict[str, torch.Tensor] = {}
-    for name, p in s.chosen:
-        if name in s.plan.matrices:
-            m = s.plan.matrices[name]
-            a = torch.eye(p.shape[0]) if m.a is None else m.unsigned("rows")
-            b = torch.eye(p.shape[1]) if m.b is None else m.unsigned("cols")
-            out[name] = torch.einsum("ia,jb,abd->ijd", a, b, m.c.reshape(m.kr, m.kc, dim)).reshape(-1, dim)
-        elif name in s.plan.vectors:
-            out[name] = s.plan.vectors[name].c
-    if s.dense or s.standins:  # both sketched by the dense path's matrix
-        out.update(projection_matrix(model, dim=dim, seed=seed, params=s.dense + s.standins))
-    return {k: out[k] for k, _ in s.chosen}
-
-
-def sketch_pool(model, args, targets, loss_fn, fixed, out, *, dim, seed, batch_size, params, factor_dim) -> np.ndarray:
-    """Fill ``out`` [N, dim] with the factorized sketch of every handled layer, plus the dense path (vmap
-    per-sample gradients, ``method="projection"``'s matrix) for the parameters neither the hooks nor a stand-in
-    see whole, as the first batch's check decides. ``fixed``: the model's detached state, for the vmap."""
-    from probekit.selection.grad_sketch import (_attention_backend, _batches, _per_sample_fn, _Projector,
-                                                 _vmap_error)
-
-    owner = "gradient_sketches"
-    sketcher = FactorizedSketcher(model, dim=dim, seed=seed, factor_dim=factor_dim, params=params, owner=owner)
-    dense = None  # (projector, per-sample fn, theta) once the first batch has fixed which parameters it takes
-    for lo in _batches(len(out), batch_size, "factorized gradient sketches"):
-        hi = min(lo + batch_size, len(out))
-        xb, yb = tuple(x[lo:hi] for x in args), targets[lo:hi]
-        if not sketcher.checked:
-            sketcher.prepare(xb, yb, loss_fn)
-        parts = sketcher.sketch(xb, yb, loss_fn)
-        s = sum(parts.values()) if parts else torch.zeros(hi - lo, dim)
-        if sketcher.dense:
-            if dense is None:
-                chosen = [(k, fixed[k]) for k in sketcher.dense]
-                dense = (_Projector(chosen, dim, seed), _per_sample_fn(model, loss_fn, fixed),
-                         {k: fixed[k] for k in sketcher.dense})
-            try:
-                with _attention_backend(model):
-                    grads = dense[1](dense[2], xb, yb)
-            except RuntimeError as exc:
-                raise _vmap_error(owner, model, exc) from exc
-            with torch.no_grad():
-                s = s + dense[0](grads).to(s.device, s.dtype)
-            del grads
-        out[lo:hi] = s.detach().to("cpu", torch.float32).numpy()
-    return out

@@ -374,7 +374,7 @@ def gradient_sketches(
             out[lo:hi] = s.detach().to("cpu", torch.float32).numpy()
         return out
     if method == "factorized":
-        from probekit.selection.factorized_sketch import sketch_pool
+        from probekit.selection.factorized_pool import sketch_pool
 
         return sketch_pool(model, args, targets, loss_fn, fixed, out, dim=dim, seed=seed, batch_size=batch_size,
                            params=params, factor_dim=factor_dim)
