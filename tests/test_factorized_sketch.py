@@ -176,6 +176,10 @@ def case(name):
     if name == "mlp":
         model = nn.Sequential(nn.Linear(12, 48), nn.Tanh(), nn.Linear(48, 5))
         return model, (torch.randn(9, 12, generator=g),), torch.randint(0, 5, (9,), generator=g), ce
+    if name == "inplace relu":  # each Linear's output changed in place: the model must go on with a copy
+        model = nn.Sequential(nn.Linear(12, 24), nn.ReLU(inplace=True), nn.Linear(24, 24), nn.ReLU(inplace=True),
+                              nn.Linear(24, 5))
+        return model, (torch.randn(9, 12, generator=g),), torch.randint(0, 5, (9,), generator=g), ce
     if name == "sequence mlp":
         return SeqMLP(), (torch.randn(9, 5, 6, generator=g),), torch.randint(0, 3, (9,), generator=g), ce
     if name == "embedding":
@@ -198,7 +202,7 @@ def case(name):
     raise KeyError(name)
 
 
-CASES = ["mlp", "sequence mlp", "embedding", "attention", "attention, sequence first", "causal attention",
+CASES = ["mlp", "inplace relu", "sequence mlp", "embedding", "attention", "attention, sequence first", "causal attention",
          "shared weight", "free weights", "gpt2"]
 
 

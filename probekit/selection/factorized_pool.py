@@ -75,7 +75,8 @@ def _sketch_batches(sketcher, model, args, targets, loss_fn, fixed, out, dim, se
         xb, yb = tuple(x[lo:hi] for x in args), targets[lo:hi]
         if not sketcher.checked:
             sketcher.prepare(xb, yb, loss_fn)
-        parts = sketcher.sketch(xb, yb, loss_fn)
+        hooked = sketcher.plan.hooks or sketcher.plan.attention or sketcher.standins
+        parts = sketcher.sketch(xb, yb, loss_fn) if hooked else {}  # all dense: no hooked pass to run
         s = sum(parts.values()) if parts else torch.zeros(hi - lo, dim)
         if sketcher.dense:
             if dense is None:

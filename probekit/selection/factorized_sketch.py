@@ -131,6 +131,7 @@ class FactorizedSketcher:
         self.dense = [k for k, p in rest if k not in self.standins]  # vmap per-sample gradients
         self._r: dict[str, torch.Tensor] = {}
         self.shared: set[int] = set()  # modules whose one row the check saw shared by the batch
+        self.cloned: set[int] = set()  # modules whose output the model changes in place: it gets a copy
         self._no_expand = False
         self.checked = False
 
@@ -204,7 +205,8 @@ class FactorizedSketcher:
         """{"": [B, dim]} float32 sketches of the per-sample gradients of the parameters this path takes;
         with ``check``, one [B, dim] sketch per parameter (name -> sketch), then the check."""
         n = args[0].shape[0]
-        calls: list[tuple[str, str | None, str | None, torch.nn.Module, torch.Tensor, torch.Tensor]] = []
+        # (kind, weight name, bias name, module, input, output, the output's version when the hook saw it)
+        calls: list[tuple[str, str | None, str | None, Any, torch.Tensor, torch.Tensor, int]] = []
         bad: set[str] = set()
 
         expanded: set[str] = set()  # names of the layers whose one shared row was expanded in this pass
@@ -227,7 +229,9 @@ class FactorizedSketcher:
                         or (id(module) in self.shared and not row):
                     bad.update(v for v in (w, b) if v is not None)  # not batch-first: the dense path takes it
                     return None
-                calls.append((kind, w, b, module, x.detach(), output))
+                calls.append((kind, w, b, module, x.detach(), output, output._version))
+                if id(module) in self.cloned:  # its output is changed in place later (ReLU(inplace=True)): the
+                    ret = (output if ret is None else ret).clone()  # model goes on with a copy, ours stays z
                 return ret
             return hook
 
@@ -235,7 +239,7 @@ class FactorizedSketcher:
             def record(which: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                 w, b = names[which]
                 if (w is not None or b is not None) and x.shape[0] == n:
-                    calls.append(("linear", w, b, None, x.detach(), y))
+                    calls.append(("linear", w, b, None, x.detach(), y, y._version))
                 return y
             return record
 
@@ -259,7 +263,13 @@ class FactorizedSketcher:
                     if not (check and (leaves or expanded)):
                         raise
                     outputs = None  # a stand-in or an expanded row does not fit: the dense path takes them
-                if outputs is not None:
+                modified = {c[3] for c in calls if outputs is not None and c[5]._version != c[6]}
+                if modified and check and all(m is not None for m in modified):
+                    self.cloned.update(id(m) for m in modified)  # checked again, with copies of those outputs
+                    outputs = "again"
+                elif modified:  # changed in place where the check saw no such thing: not seen whole
+                    bad.update(v for c in calls if c[5]._version != c[6] for v in (c[1], c[2]) if v is not None)
+                if outputs is not None and not isinstance(outputs, str):
                     outs = [c[5] for c in calls]
                     live = [i for i, o in enumerate(outs) if o.requires_grad]
                     wrt = [outs[i] for i in live] + list(leaves.values())
@@ -270,6 +280,8 @@ class FactorizedSketcher:
                 h.remove()
             for module, _ in self.plan.attention:
                 del module.forward  # torch's own forward again
+        if isinstance(outputs, str):
+            return self.sketch(args, targets, loss_fn, check=check)
         if outputs is None:
             self.shared.clear()
             self._no_expand = True
@@ -283,7 +295,7 @@ class FactorizedSketcher:
                           for k, g in zip(leaves, grads[len(live):])}
             blocks: dict[str, torch.Tensor] = {}
             vecs: dict[str, torch.Tensor] = {}
-            for i, (kind, w, b, module, x, _) in enumerate(calls):
+            for i, (kind, w, b, module, x, _, _) in enumerate(calls):
                 g = got.get(i)
                 if g is None:
                     continue
