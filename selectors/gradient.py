@@ -373,6 +373,13 @@ class GradientSelector(Selector):
         method = self.method
         if method == "auto":  # docs/gradients.md: the measured costs behind the threshold
             method = "factorized" if trainable > AUTO_FACTORIZED else "projection"
+        order = None
+        if self.checkpoint is not None and method == "factorized":
+            # sequences of like length batched together, each batch cut at its longest: a pool of ragged texts
+            # costs its tokens, not rows x the longest (vmap, the projection path, needs one fixed width)
+            order = torch.argsort(x[1].sum(dim=1), stable=True)
+            x, y = tuple(t[order] for t in x), y[order]
+            model.trim = True
         first = next(iter(model.parameters()), None)
         device_type = first.device.type if first is not None else "cpu"
         half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.autocast)
@@ -381,6 +388,11 @@ class GradientSelector(Selector):
             sketches = gradient_sketches(model, x, y, loss, dim=self.sketch_dim, seed=seed,
                                          batch_size=self.batch_size, method=method,
                                          **({"factor_dim": self.factor_dim} if method == "factorized" else {}))
+        if order is not None:
+            model.trim = False
+            unsorted = np.empty_like(sketches)
+            unsorted[order.cpu().numpy()] = sketches  # back in pool order
+            sketches = unsorted
         rng = np.random.default_rng([seed, 2])  # its own stream: not the projection's
         if self.start == "norm":
             start = int(np.argmax(np.einsum("ij,ij->i", sketches, sketches, dtype=np.float64)))

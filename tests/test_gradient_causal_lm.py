@@ -70,7 +70,8 @@ def test_cli_factorized_on_a_checkpoint(run, tmp_path):
 
     ckpt, pool = run
     out = tmp_path / "probes.parquet"
-    assert _select(ckpt, ckpt.parents[1] / "pool.jsonl", out, "method=factorized", "factor_dim=8") == 0
+    # batches of 8: sorted by length and cut at each batch's longest, the sketches are still the sequences' own
+    assert _select(ckpt, ckpt.parents[1] / "pool.jsonl", out, "method=factorized", "factor_dim=8", "batch_size=8") == 0
     ps = ProbeSet.load(out)
     assert ps.provenance.info["sketch"] == "factorized" and ps.provenance.info["factor_dim"] == 8
     model = reference_model(ckpt)
@@ -333,3 +334,22 @@ def test_a_directory_that_is_not_a_model_fails_in_one_line(run, tmp_path):
                                                  r"to load \(config\.json\): \w+: ") as err:
         GradientSelector(checkpoint=str(broken)).select(pool, 2)
     assert "\n" not in str(err.value)
+
+
+def test_batches_cut_at_their_longest_sequence_give_the_same_sketches(run):
+    """The factorized path sorts the sequences by length and cuts each batch at its longest (trim); padding
+    beyond a sequence's end changes nothing, so the sketches equal those of the whole padded width."""
+    from probekit.selection.causal_lm import load_causal_lm, sequence_loss
+
+    ckpt, pool = run
+    lm = load_causal_lm("test", GradientSelector(checkpoint=str(ckpt), text_field="text").get_params(), pool)
+    full = gradient_sketches(lm.model, lm.inputs, lm.labels, sequence_loss, dim=DIM, batch_size=8,
+                             method="factorized")
+    order = torch.argsort(lm.inputs[1].sum(dim=1), stable=True)
+    lm.model.trim = True
+    cut = gradient_sketches(lm.model, tuple(t[order] for t in lm.inputs), lm.labels[order], sequence_loss, dim=DIM,
+                            batch_size=8, method="factorized")
+    assert lm.inputs[1].sum(dim=1)[order][:8].max() < lm.inputs[0].shape[1]  # the first batch was cut
+    unsorted = np.empty_like(cut)
+    unsorted[order.numpy()] = cut
+    np.testing.assert_allclose(unsorted, full, rtol=0, atol=1e-5 * np.abs(full).max())

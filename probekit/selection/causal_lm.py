@@ -56,9 +56,12 @@ class CausalLMForSketch(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.trim = False  # cut each batch at its longest sequence (not under vmap: the width would depend on data)
         self.train(model.training)  # the wrapped model's mode (eval, as loaded)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.trim:  # right padding: the columns past the batch's longest sequence hold padding only
+            input_ids = input_ids[:, :int(attention_mask.sum(dim=1).max())]
         out = self.model(input_ids=input_ids, use_cache=False)  # no cache: nothing to build under vmap
         return out.logits if hasattr(out, "logits") else out[0]
 
@@ -77,6 +80,7 @@ def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     No check for a sequence without targets: it runs under vmap, where a value cannot be tested;
     the tokenization refuses sequences under two tokens before any gradient is taken.
     """
+    labels = labels[:, :logits.shape[1]]  # a trimmed batch: the labels cut off are padding (IGNORE_INDEX) only
     tokens = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
                              ignore_index=IGNORE_INDEX, reduction="none").reshape(labels.shape)  # [B, T]
     return tokens.sum(dim=1) / (labels != IGNORE_INDEX).sum(dim=1)
