@@ -45,6 +45,7 @@ from torch.func import functional_call
 
 from probekit.errors import ProbekitUsageError
 from probekit.selection.factorized_attention import exposed, handles
+from probekit.selection.factorized_layers import accumulate, supported_layers
 from probekit.selection.factorized_matrices import LayerProjection, matrix_projection, vector_projection
 from probekit.torch_params import check_per_sample_losses, choose_parameters
 
@@ -64,32 +65,6 @@ class PlanChanged(Exception):
 
 STANDIN_BYTES = 64 * 2**20  # a stand-in's dense projection block, numel x dim floats, at most this
 CHECK_TOL = {torch.float64: 1e-6, torch.float32: 2e-3}  # relative, per parameter; anything else 5e-2
-
-
-def _is_conv1d(module: torch.nn.Module) -> bool:
-    """transformers' Conv1D (GPT-2): y = x @ W + b with W [in, out]; matched by name and shape, so
-    transformers need not be imported."""
-    w = getattr(module, "weight", None)
-    return type(module).__name__ == "Conv1D" and isinstance(w, torch.Tensor) and w.ndim == 2 \
-        and getattr(module, "nf", None) == w.shape[1]
-
-
-def _kind(module: torch.nn.Module) -> str | None:
-    if isinstance(module, torch.nn.Linear):
-        return "linear"
-    if _is_conv1d(module):
-        return "conv1d"
-    if isinstance(module, torch.nn.Embedding) and not module.scale_grad_by_freq and not module.sparse \
-            and module.max_norm is None:  # max_norm renormalises rows in place; frequency scaling couples examples
-        return "embedding"
-    if isinstance(module, torch.nn.LayerNorm) and module.elementwise_affine and len(module.normalized_shape) == 1:
-        return "layernorm"
-    return None
-
-
-def supported_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module, str]]:
-    """(name, module, kind) of every layer the factorized sketch handles, in model order."""
-    return [(k, m, kind) for k, m in model.named_modules() if (kind := _kind(m)) is not None]
 
 
 @dataclass
@@ -299,7 +274,7 @@ class FactorizedSketcher:
                 g = got.get(i)
                 if g is None:
                     continue
-                self._accumulate(kind, w, b, module, x, g, n, blocks, vecs)
+                accumulate(kind, w, b, module, x, g, n, self.plan.matrices.get(w), blocks, vecs)
             if not check:  # one [B, dim] sum, no sketch per parameter
                 total = torch.zeros(n, self.dim, device=self.device)
                 for name, blk in blocks.items():
@@ -336,36 +311,6 @@ class FactorizedSketcher:
             block = projection_matrix(self.model, dim=self.dim, seed=self.seed, params=[name])[name]
             self._r[name] = block.to(torch.float32)
         return self._r[name]
-
-    def _accumulate(self, kind, w, b, module, x, g, n, blocks, vecs) -> None:
-        g = g.to(torch.float32)
-        width = g.shape[-1]
-        g = g.reshape(n, -1, width)  # [B, T, out]; T = 1 for one vector per example
-        if b is not None:
-            total = g[:, 0] if g.shape[1] == 1 else g.sum(1)  # one position: a view, no reduction
-            vecs[b] = total if b not in vecs else vecs[b] + total
-        if w is None:
-            return
-        if kind == "layernorm":
-            xhat = torch.nn.functional.layer_norm(x.to(torch.float32), module.normalized_shape, eps=module.eps)
-            gain = (g * xhat.reshape(n, -1, width)).sum(1)
-            vecs[w] = gain if w not in vecs else vecs[w] + gain
-            return
-        m = self.plan.matrices[w]
-        if kind == "embedding":
-            idx = x.reshape(n, -1)
-            rows = m.a[idx] if m.a is not None else m.side(torch.nn.functional.one_hot(idx, m.kr).to(torch.float32),
-                                                             "rows")
-            if module.padding_idx is not None:  # torch gives the padding row no gradient
-                rows = rows * (idx != module.padding_idx).unsqueeze(-1)
-            cols = m.side(g, "cols")
-        else:
-            a = x.to(torch.float32).reshape(n, -1, x.shape[-1])  # [B, T, in]
-            rows, cols = (m.side(g, "rows"), m.side(a, "cols")) if kind == "linear" else \
-                (m.side(a, "rows"), m.side(g, "cols"))  # Conv1D: W is [in, out]
-        # [B, kr, kc]: A^T (sum_t row_t col_t^T) B; one position: an outer product, cheaper than bmm
-        blk = rows.transpose(1, 2) * cols if rows.shape[1] == 1 else rows.transpose(1, 2) @ cols
-        blocks[w] = blk if w not in blocks else blocks[w] + blk
 
     # -- the first batch's check ---------------------------------------------------------
     def _check(self, args, targets, loss_fn, losses, out: dict[str, torch.Tensor], bad: set[str],
