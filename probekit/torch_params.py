@@ -57,3 +57,18 @@ def check_per_sample_losses(owner: str, out: Any, n: int) -> None:
             f"{owner}: loss_fn must return a tensor of per-sample losses of shape ({n},), one per "
             f"example (not reduced: use reduction='none'); it returned {got}."
         )
+
+
+def torch_device(value: Any, what: str) -> torch.device:
+    """``value`` as a torch device that exists here; ``what`` names the option in the one-line errors
+    (``--device``, ``The 'device' parameter of X``). A bare ``cuda`` is accepted wherever one GPU is."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise ProbekitUsageError(f"{what} must be a torch device such as 'cpu' or 'cuda:0'. Got {value!r} "
+                                 "instead.") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise ProbekitUsageError(f"{what} names {value!r}, but torch sees {seen} CUDA device(s) here; give 'cpu' "
+                                 "or a device that exists.")
+    return device

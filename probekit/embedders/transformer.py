@@ -132,13 +132,9 @@ class TransformerEmbedder(Embedder):
             raise ProbekitUsageError(
                 f"text column {self.text_field!r} is not in the pool; columns: {', '.join(pool.columns)}."
             )
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, ValueError):
-            raise ProbekitUsageError(
-                f"The 'device' parameter of {type(self).__name__} must be a torch device "
-                f"such as 'cpu' or 'cuda:0'. Got {self.device!r} instead."
-            ) from None
+        from probekit.torch_params import torch_device
+
+        device = torch_device(self.device, f"The 'device' parameter of {type(self).__name__}")
         tokenizer, model = load_local_model(self.model_path, device)
         n_states = model.config.num_hidden_layers + 1  # the embedding output, then each layer
         if not -n_states <= self.layer < n_states:

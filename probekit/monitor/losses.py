@@ -91,9 +91,6 @@ def causal_lm_loss(model: Any, batch: Any) -> Any:
     padded positions ignored). Position t predicts token t + 1, as in Hugging
     Face's causal LM loss.
     """
-    import torch
-    import torch.nn.functional as F
-
     if isinstance(batch, Mapping):
         if "input_ids" not in batch:
             raise ProbekitUsageError(f"causal_lm_loss needs 'input_ids' in a dict batch. Got keys {sorted(batch)}.")
@@ -104,6 +101,18 @@ def causal_lm_loss(model: Any, batch: Any) -> Any:
     labels = inputs["input_ids"] if labels is None else labels
     mask = inputs.get("attention_mask")
     logits = _outputs(model(**inputs)).float()  # [b, T, V]
+    shift_labels = next_token_targets(labels, mask)
+    counts = (shift_labels != IGNORE_INDEX).sum(dim=1)  # [b]
+    _no_targets("causal_lm_loss", counts, "all padding or ignored labels, or length 1; every probe needs at "
+                                          "least two real tokens")
+    return mean_target_loss(logits, shift_labels)
+
+
+def next_token_targets(labels: Any, mask: Any = None) -> Any:
+    """[b, T] targets: label t + 1 at position t; IGNORE_INDEX at the last position and, with an
+    attention mask, wherever the target or the context is padding (left or right)."""
+    import torch
+
     # Position t predicts token t + 1. Shift the labels, not the logits: logits[:, :-1] would copy
     # the largest tensor of the pass.
     shift_labels = torch.full_like(labels, IGNORE_INDEX)
@@ -111,12 +120,16 @@ def causal_lm_loss(model: Any, batch: Any) -> Any:
     if mask is not None:  # padding is neither a target nor a context that predicts one (left or right)
         shift_labels[:, :-1] = shift_labels[:, :-1].masked_fill(mask[:, 1:] == 0, IGNORE_INDEX)
         shift_labels = shift_labels.masked_fill(mask == 0, IGNORE_INDEX)
-    tokens = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), shift_labels.reshape(-1),
-                             ignore_index=IGNORE_INDEX, reduction="none").reshape(shift_labels.shape)
-    counts = (shift_labels != IGNORE_INDEX).sum(dim=1)  # [b]
-    _no_targets("causal_lm_loss", counts, "all padding or ignored labels, or length 1; every probe needs at "
-                                          "least two real tokens")
-    return tokens.sum(dim=1) / counts
+    return shift_labels
+
+
+def mean_target_loss(logits: Any, targets: Any) -> Any:
+    """[b] cross-entropy of [b, T, V] logits averaged over each row's targets (IGNORE_INDEX skipped)."""
+    import torch.nn.functional as F
+
+    tokens = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                             ignore_index=IGNORE_INDEX, reduction="none").reshape(targets.shape)
+    return tokens.sum(dim=1) / (targets != IGNORE_INDEX).sum(dim=1)
 
 
 def _no_targets(owner: str, counts: Any, why: str) -> None:

@@ -56,15 +56,10 @@ class Ranks:
         """The torch device this rank records on: a bare "cuda" becomes this rank's GPU (LOCAL_RANK)."""
         import torch
 
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise ProbekitUsageError(f"--device must be a torch device (cpu, cuda, cuda:1); got {device!r} "
-                                     f"({exc}).") from None
+        from probekit.torch_params import torch_device
+
+        device = torch_device(device, "--device")
         if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ProbekitUsageError(f"--device {device} asks for CUDA, which this torch build or machine "
-                                         "does not have.")
             if device.index is None and self.world > 1:
                 local = int(os.environ.get("LOCAL_RANK", self.rank))
                 device = torch.device("cuda", local % torch.cuda.device_count())

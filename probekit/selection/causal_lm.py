@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.nn import functional as F
 
 from probekit.errors import ProbekitUsageError
-from probekit.monitor.losses import IGNORE_INDEX
+from probekit.monitor.losses import mean_target_loss, next_token_targets
 
 if TYPE_CHECKING:
     from probekit.pool import Pool
@@ -69,9 +68,7 @@ class CausalLMForSketch(torch.nn.Module):
 def causal_lm_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """[B, T] targets: token t + 1 at position t; -100 at the last position and wherever the target
     or the context is padding (left or right), as ``causal_lm_loss`` shifts them."""
-    labels = torch.full_like(input_ids, IGNORE_INDEX)
-    labels[:, :-1] = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, IGNORE_INDEX)
-    return labels.masked_fill(attention_mask == 0, IGNORE_INDEX)
+    return next_token_targets(input_ids, attention_mask)
 
 
 def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -81,9 +78,7 @@ def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     the tokenization refuses sequences under two tokens before any gradient is taken.
     """
     labels = labels[:, :logits.shape[1]]  # a trimmed batch: the labels cut off are padding (IGNORE_INDEX) only
-    tokens = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                             ignore_index=IGNORE_INDEX, reduction="none").reshape(labels.shape)  # [B, T]
-    return tokens.sum(dim=1) / (labels != IGNORE_INDEX).sum(dim=1)
+    return mean_target_loss(logits.float(), labels)
 
 
 @dataclass
@@ -98,16 +93,9 @@ class CausalLMData:
 
 # -- checks before any work ----------------------------------------------------------------
 def _device(owner: str, device: Any) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise ProbekitUsageError(f"The 'device' parameter of {owner} must be a torch device such as 'cpu' or "
-                                 f"'cuda:0'. Got {device!r} instead.") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        raise ProbekitUsageError(f"The 'device' parameter of {owner} names {device!r}, but torch sees {seen} CUDA "
-                                 "device(s) here; give 'cpu' or a device that exists.")
-    return dev
+    from probekit.torch_params import torch_device
+
+    return torch_device(device, f"The 'device' parameter of {owner}")
 
 
 def _model_dir(owner: str, checkpoint: Any) -> Path:
