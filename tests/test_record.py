@@ -385,6 +385,9 @@ def test_a_tokenizer_larger_than_the_embedding_is_a_mismatch(tmp_path, capsys, o
     (["--loss", "nope"], r"--loss must be one of classification, regression, causal_lm or MODULE:FUNCTION"),
     (["--model-class", "transformers:NoSuchModel"],
      r"--model-class 'transformers:NoSuchModel': 'transformers' has no attribute 'NoSuchModel'\.$"),
+    (["--device", "gpu!"], r"--device must be a torch device such as 'cpu' or 'cuda:0'\. Got 'gpu!' instead\."),
+    (["--device", f"cuda:{torch.cuda.device_count() + 3}"],
+     r"--device names 'cuda:\d+', but torch sees \d+ CUDA device\(s\) here; give 'cpu' or a device that exists"),
 ])
 def test_input_errors_are_one_line(lm, tmp_path, capsys, extra, pattern):
     before = snapshot(lm.parent)
